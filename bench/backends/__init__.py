@@ -1,0 +1,1 @@
+"""Backends: what builds and runs a convolution. Heavy modules are imported lazily."""

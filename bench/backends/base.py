@@ -1,0 +1,184 @@
+"""The backend contract. The base classes check state and call ``*_impl`` hooks; subclasses
+fill the hooks (the shape of Polygraphy's runners). Nothing here imports torch, tensorrt or CUDA.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol
+
+import numpy as np
+
+from bench.spec import ConvSpec
+
+DeviceKind = Literal["cuda", "cpu"]
+
+
+class StreamLike(Protocol):
+    """What an engine needs of convbench's stream: the raw ``cudaStream_t`` as an int."""
+
+    @property
+    def handle(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class ConvData:
+    """Host tensors of one case in float32 (already rounded to the case's precision).
+
+    Every backend gets the same numbers; the float64 reference is computed from them too, so a
+    check measures the arithmetic, not the rounding of the inputs.
+    """
+
+    x: np.ndarray
+    w: np.ndarray
+    b: np.ndarray | None
+
+
+@dataclass
+class BuildInfo:
+    """What building an engine cost and chose."""
+
+    build_s: float
+    plan_bytes: int | None = None
+    cache_hit: bool = False
+    layers: list[dict[str, Any]] = field(default_factory=list)  # name, type, tactic, formats...
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LayerTime:
+    """One layer (TensorRT) or kernel (torch) of a per-layer profile."""
+
+    name: str
+    median_ms: float
+    share: float  # of the summed medians, 0..1
+    calls: int = 1
+    type: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Graph(Protocol):
+    """A captured CUDA graph of several enqueues, replayed on a stream."""
+
+    def launch(self, stream: StreamLike) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Engine(ABC):
+    """A built convolution, ready to run. Owns every buffer it made; a context manager."""
+
+    device: DeviceKind
+
+    def __init__(self, spec: ConvSpec, info: BuildInfo) -> None:
+        self.spec = spec
+        self.info = info
+        self._closed = False
+
+    # public API: checks, then hooks ---------------------------------------------------------
+    def set_input(self, x: np.ndarray) -> None:
+        """Copy a host array of ``spec.input_shape`` into the engine's input buffer."""
+        self._check_open()
+        if tuple(x.shape) != self.spec.input_shape:
+            raise ValueError(f"input shape {x.shape} != {self.spec.input_shape}")
+        self._set_input_impl(x)
+
+    def enqueue(self, stream: StreamLike | None) -> None:
+        """Launch one inference on ``stream`` (None on the CPU). Must not synchronize."""
+        self._check_open()
+        self._enqueue_impl(stream)
+
+    def output(self, stream: StreamLike | None = None) -> np.ndarray:
+        """Wait for ``stream`` and return the last output as a float32 host array."""
+        self._check_open()
+        return self._output_impl(stream)
+
+    def capture(self, stream: StreamLike, iters: int) -> Graph | None:
+        """A CUDA graph of ``iters`` back-to-back enqueues, or None: then the GPU timers capture
+        ``enqueue`` with plain stream capture. Engines whose library must own the capture
+        (torch's caching allocator) override ``_capture_impl``."""
+        self._check_open()
+        return self._capture_impl(stream, iters)
+
+    def layer_profile(self, stream: StreamLike | None, iters: int) -> list[LayerTime]:
+        """Per-layer times over ``iters`` runs, in a run separate from the timed one."""
+        self._check_open()
+        return self._layer_profile_impl(stream, iters)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._close_impl()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("engine is closed")
+
+    # hooks ------------------------------------------------------------------------------------
+    @abstractmethod
+    def _set_input_impl(self, x: np.ndarray) -> None: ...
+
+    @abstractmethod
+    def _enqueue_impl(self, stream: StreamLike | None) -> None: ...
+
+    @abstractmethod
+    def _output_impl(self, stream: StreamLike | None) -> np.ndarray: ...
+
+    def _capture_impl(self, stream: StreamLike, iters: int) -> Graph | None:
+        return None
+
+    def _layer_profile_impl(self, stream: StreamLike | None, iters: int) -> list[LayerTime]:
+        return []
+
+    def _close_impl(self) -> None:
+        return None
+
+
+class Backend(ABC):
+    """A way to build and run convolutions (torch/cuDNN, TensorRT, ...)."""
+
+    name: ClassVar[str]
+    install_hint: ClassVar[str] = ""
+
+    @abstractmethod
+    def available(self) -> tuple[bool, str]:
+        """(True, "") or (False, one-line reason, with the install command if that helps)."""
+
+    @abstractmethod
+    def versions(self) -> dict[str, str]:
+        """Versions of what this backend runs on (library, cuDNN, ...); {} if unavailable."""
+
+    @property
+    @abstractmethod
+    def device(self) -> DeviceKind:
+        """Where engines of this backend run on this machine."""
+
+    def build(self, spec: ConvSpec, data: ConvData, cache_dir: Path | None = None) -> Engine:
+        """Build an engine for ``spec`` with the weights in ``data``.
+
+        Raises ``UnsupportedCase`` when the case cannot run here and ``BuildFailed`` when the
+        build itself fails; both become records with a status, and the sweep goes on.
+        """
+        ok, reason = self.available()
+        if not ok:
+            from bench.errors import BackendUnavailable
+
+            raise BackendUnavailable(f"{self.name}: {reason}")
+        return self._build_impl(spec, data, cache_dir)
+
+    @abstractmethod
+    def _build_impl(self, spec: ConvSpec, data: ConvData, cache_dir: Path | None) -> Engine: ...

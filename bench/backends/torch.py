@@ -1,0 +1,215 @@
+"""The torch backend: what a user would pick instead of TensorRT.
+
+cuDNN on a CUDA GPU (``cudnn.benchmark=True``: the fastest algorithm is chosen at build time),
+oneDNN/ATen on the CPU. On the GPU it enqueues on convbench's stream (an external stream), so it is
+timed by the same event/graph code as TensorRT.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.backends.base import (
+    Backend,
+    BuildInfo,
+    ConvData,
+    DeviceKind,
+    Engine,
+    LayerTime,
+    StreamLike,
+)
+from bench.errors import UnsupportedCase
+from bench.spec import ConvSpec
+
+_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def _torch() -> Any:
+    import torch
+
+    return torch
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    install_hint = "pip install 'trt-convbench[torch]'"
+
+    def available(self) -> tuple[bool, str]:
+        try:
+            _torch()
+        except ImportError:
+            return False, f"not installed — {self.install_hint}"
+        return True, ""
+
+    def versions(self) -> dict[str, str]:
+        try:
+            torch = _torch()
+        except ImportError:
+            return {}
+        v = {"torch": torch.__version__}
+        if self.device == "cuda":
+            v["cuda"] = str(torch.version.cuda)
+            v["cudnn"] = str(torch.backends.cudnn.version())
+        else:
+            v["mkldnn"] = str(torch.backends.mkldnn.is_available())
+            v["threads"] = str(torch.get_num_threads())
+        return v
+
+    @property
+    def device(self) -> DeviceKind:
+        try:
+            torch = _torch()
+        except ImportError:
+            return "cpu"
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def _build_impl(self, spec: ConvSpec, data: ConvData, cache_dir: Path | None) -> Engine:
+        torch = _torch()
+        device = self.device
+        dtype = getattr(torch, _DTYPES[spec.precision])
+        if device == "cuda":
+            major, _ = torch.cuda.get_device_capability()
+            if spec.precision == "bf16" and major < 8:
+                raise UnsupportedCase("bf16 needs compute capability 8.0 or newer")
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cudnn.allow_tf32 = spec.tf32
+        t0 = time.perf_counter()
+        w = torch.from_numpy(data.w).to(device=device, dtype=dtype)
+        b = torch.from_numpy(data.b).to(device=device, dtype=dtype) if data.b is not None else None
+        engine = TorchEngine(spec, BuildInfo(build_s=0.0), w, b, dtype, device)
+        engine.set_input(data.x)
+        try:
+            engine.enqueue(None)  # first call: cuDNN benchmarks algorithms, oneDNN primitives
+            engine.output(None)
+        except (RuntimeError, NotImplementedError) as e:
+            engine.close()
+            if "not implemented" in str(e) or "not supported" in str(e):
+                raise UnsupportedCase(f"torch on {device}: {str(e).splitlines()[0]}") from None
+            raise
+        engine.info.build_s = time.perf_counter() - t0
+        engine.info.extra = {"device": device, "cudnn_benchmark": device == "cuda",
+                             "tf32": bool(spec.tf32 and spec.precision == "fp32"
+                                          and device == "cuda")}
+        return engine
+
+
+class _TorchGraph:
+    def __init__(self, graph: Any, engine: TorchEngine) -> None:
+        self._graph = graph
+        self._engine = engine
+
+    def launch(self, stream: StreamLike) -> None:
+        torch = _torch()
+        with torch.cuda.stream(self._engine._stream(stream)):
+            self._graph.replay()
+
+    def close(self) -> None:
+        self._graph.reset()
+
+
+class TorchEngine(Engine):
+    def __init__(self, spec: ConvSpec, info: BuildInfo, w: Any, b: Any, dtype: Any,
+                 device: DeviceKind) -> None:
+        super().__init__(spec, info)
+        self.device = device
+        self._w, self._b, self._dtype = w, b, dtype
+        self._x: Any = None
+        self._out: Any = None
+        self._streams: dict[int, Any] = {}
+        self._graphs: list[_TorchGraph] = []
+
+    def _stream(self, stream: StreamLike | None) -> Any:
+        torch = _torch()
+        if stream is None:
+            return torch.cuda.current_stream()
+        s = self._streams.get(stream.handle)
+        if s is None:
+            s = self._streams[stream.handle] = torch.cuda.ExternalStream(stream.handle)
+        return s
+
+    def _forward(self) -> Any:
+        torch = _torch()
+        s = self.spec
+        y = torch.nn.functional.conv2d(self._x, self._w, self._b, stride=s.stride,
+                                       padding=s.padding, dilation=s.dilation, groups=s.groups)
+        if s.activation == "relu":
+            y = torch.relu_(y)
+        return y
+
+    def _set_input_impl(self, x: np.ndarray) -> None:
+        torch = _torch()
+        self._x = torch.from_numpy(np.ascontiguousarray(x)).to(self.device, self._dtype)
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+
+    def _enqueue_impl(self, stream: StreamLike | None) -> None:
+        if self.device == "cpu":
+            self._out = self._forward()
+            return
+        torch = _torch()
+        with torch.cuda.stream(self._stream(stream)):
+            self._out = self._forward()
+
+    def _output_impl(self, stream: StreamLike | None) -> np.ndarray:
+        if self.device == "cuda":
+            self._stream(stream).synchronize()
+        return self._out.float().cpu().numpy()
+
+    def _capture_impl(self, stream: StreamLike, iters: int) -> _TorchGraph:
+        # torch's caching allocator must know about the capture: use torch's own graph API,
+        # on convbench's stream, so the replay is timed by the same event code as any engine.
+        torch = _torch()
+        s = self._stream(stream)
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g, stream=s):
+            for _ in range(iters):
+                self._out = self._forward()
+        graph = _TorchGraph(g, self)
+        self._graphs.append(graph)
+        return graph
+
+    def _layer_profile_impl(self, stream: StreamLike | None, iters: int) -> list[LayerTime]:
+        """Per-kernel times from ``torch.profiler`` (GPU kernels on CUDA, ATen ops on CPU)."""
+        torch = _torch()
+        from torch.profiler import ProfilerActivity, profile
+
+        iters = max(1, iters)
+        cuda = self.device == "cuda"
+        acts = [ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]
+        with profile(activities=acts) as prof:
+            for _ in range(iters):
+                self.enqueue(stream)
+            if cuda:
+                self._stream(stream).synchronize()
+        times: dict[str, list[float]] = {}
+        for evt in prof.events():
+            if cuda:
+                if str(evt.device_type).endswith("CUDA") and getattr(evt, "is_user_annotation",
+                                                                     False) is False:
+                    us = getattr(evt, "device_time", None)
+                    if us is None:
+                        us = evt.cuda_time
+                    times.setdefault(evt.name, []).append(us / 1e3)
+            elif evt.cpu_parent is None and evt.name.startswith("aten::"):
+                times.setdefault(evt.name, []).append(evt.cpu_time_total / 1e3)
+        if not times:
+            return []
+        per_inf = {n: statistics.median(v) * len(v) / iters for n, v in times.items()}
+        total = sum(per_inf.values()) or 1.0
+        del torch
+        return [LayerTime(name=n, median_ms=statistics.median(v), share=per_inf[n] / total,
+                          calls=max(1, round(len(v) / iters)),
+                          type="kernel" if cuda else "op")
+                for n, v in sorted(times.items(), key=lambda kv: -per_inf[kv[0]])]
+
+    def _close_impl(self) -> None:
+        for g in self._graphs:
+            g.close()
+        self._graphs.clear()
+        self._x = self._out = self._w = self._b = None
+        self._streams.clear()

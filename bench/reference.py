@@ -1,0 +1,71 @@
+"""Case data and the float64 reference convolution used to check every engine."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from bench.backends.base import ConvData
+from bench.precision import round_to
+from bench.spec import ConvSpec
+
+#: the reference checks at most this many multiply-adds (a prefix of the batch), so a check
+#: of a large layer costs well under a second on a laptop.
+REFERENCE_MACS = 2e8
+
+
+def make_data(spec: ConvSpec, seed: int | None = None) -> ConvData:
+    """Random input, weights and bias, rounded to the case's precision. Never zeros.
+
+    Weights are scaled by 1/sqrt(fan-in) so outputs stay O(1) in every precision.
+    """
+    rng = np.random.default_rng(int(spec.key, 16) if seed is None else seed)
+    fan_in = (spec.in_channels // spec.groups) * spec.kernel[0] * spec.kernel[1]
+    x = rng.standard_normal(spec.input_shape, dtype=np.float32)
+    w = rng.standard_normal(spec.weight_shape, dtype=np.float32) / np.float32(np.sqrt(fan_in))
+    b = rng.standard_normal(spec.out_channels, dtype=np.float32) if spec.bias else None
+    p = spec.precision
+    return ConvData(x=round_to(x, p), w=round_to(w, p), b=None if b is None else round_to(b, p))
+
+
+def check_batch(spec: ConvSpec) -> int:
+    """How many images of the batch the reference computes."""
+    per_image = spec.flops / 2 / spec.batch
+    return int(max(1, min(spec.batch, REFERENCE_MACS // max(per_image, 1))))
+
+
+def reference(spec: ConvSpec, data: ConvData, batch: int | None = None) -> np.ndarray:
+    """float64 convolution (+bias, +activation) of the first ``batch`` images."""
+    n = check_batch(spec) if batch is None else batch
+    x = data.x[:n].astype(np.float64)
+    w = data.w.astype(np.float64)
+    (ph, pw), (sh, sw), (dh, dw) = spec.padding, spec.stride, spec.dilation
+    r, s = spec.kernel
+    x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    # windows of the dilated kernel extent, then keep every dilation-th tap
+    win = sliding_window_view(x, ((r - 1) * dh + 1, (s - 1) * dw + 1), axis=(2, 3))
+    win = win[:, :, ::sh, ::sw, ::dh, ::dw][:, :, :spec.out_height, :spec.out_width]
+    g = spec.groups
+    cg, kg = spec.in_channels // g, spec.out_channels // g
+    outs = []
+    for gi in range(g):
+        xg = win[:, gi * cg:(gi + 1) * cg]  # n, cg, P, Q, r, s
+        wg = w[gi * kg:(gi + 1) * kg]  # kg, cg, r, s
+        outs.append(np.einsum("ncpqrs,kcrs->nkpq", xg, wg, optimize=True))
+    y = np.concatenate(outs, axis=1)
+    if data.b is not None:
+        y += data.b.astype(np.float64)[None, :, None, None]
+    if spec.activation == "relu":
+        y = np.maximum(y, 0.0)
+    return y
+
+
+def rel_l2_error(out: np.ndarray, ref: np.ndarray) -> float:
+    """‖out − ref‖₂ / ‖ref‖₂ over the images the reference covers."""
+    out = np.asarray(out, dtype=np.float64)[: ref.shape[0]]
+    if out.shape != ref.shape:
+        raise ValueError(f"output shape {out.shape} != expected {ref.shape}")
+    if not np.all(np.isfinite(out)):
+        return float("inf")
+    denom = float(np.linalg.norm(ref)) or 1.0
+    return float(np.linalg.norm(out - ref)) / denom

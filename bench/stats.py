@@ -1,0 +1,80 @@
+"""Summary statistics of timing samples. Pure functions: no I/O, no GPU."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import stats as _sps
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Statistics of per-inference times in milliseconds."""
+
+    n: int
+    min: float
+    median: float
+    mean: float
+    p90: float
+    p95: float
+    p99: float
+    max: float
+    std: float  # sample standard deviation (ddof=1); 0 for n == 1
+    cov: float  # std / mean
+    rse: float  # relative standard error of the mean: std / sqrt(n) / mean
+    median_ci_low: float  # distribution-free 95 % confidence interval of the median
+    median_ci_high: float
+
+    def to_json(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def rse(samples: Sequence[float]) -> float:
+    """Relative standard error of the mean; ``inf`` with fewer than two samples."""
+    n = len(samples)
+    if n < 2:
+        return math.inf
+    a = np.asarray(samples, dtype=np.float64)
+    mean = float(a.mean())
+    if mean == 0:
+        return math.inf
+    return float(a.std(ddof=1)) / math.sqrt(n) / mean
+
+
+def median_ci(samples: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Order-statistic confidence interval of the median (binomial, no normality assumed).
+
+    For n < 6 no interval reaches 95 % and the range (min, max) is returned.
+    """
+    a = np.sort(np.asarray(samples, dtype=np.float64))
+    n = len(a)
+    if n == 0:
+        raise ValueError("no samples")
+    alpha = 1.0 - confidence
+    # largest j with P(Binom(n, .5) <= j - 1) <= alpha/2: then [a[j-1], a[n-j]] covers >= conf
+    j = int(_sps.binom.ppf(alpha / 2, n, 0.5))
+    if j < 1 or _sps.binom.cdf(j - 1, n, 0.5) > alpha / 2:
+        j -= 1
+    if j < 1:
+        return float(a[0]), float(a[-1])
+    return float(a[j - 1]), float(a[n - j])
+
+
+def summarize(samples: Sequence[float]) -> Summary:
+    """All statistics of ``samples`` (milliseconds)."""
+    a = np.asarray(samples, dtype=np.float64)
+    if a.size == 0:
+        raise ValueError("no samples")
+    mean = float(a.mean())
+    std = float(a.std(ddof=1)) if a.size > 1 else 0.0
+    lo, hi = median_ci(a)
+    p90, p95, p99 = (float(v) for v in np.percentile(a, [90, 95, 99]))
+    return Summary(
+        n=int(a.size), min=float(a.min()), median=float(np.median(a)), mean=mean,
+        p90=p90, p95=p95, p99=p99, max=float(a.max()), std=std,
+        cov=std / mean if mean else math.inf, rse=rse(a) if a.size > 1 else math.inf,
+        median_ci_low=lo, median_ci_high=hi,
+    )

@@ -1,0 +1,184 @@
+"""Results on disk: ``results/<suite>/<run-id>/{run.json, records.jsonl, layers.jsonl}``.
+
+Records are JSON Lines, appended, flushed and fsynced one by one, so an interrupted sweep loses
+nothing it finished. A torn last line (the process died mid-write) is detected, reported and
+dropped, never merged with the next record.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import secrets
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError, SchemaError
+
+SCHEMA_VERSION = 1
+RUN_FILE = "run.json"
+RECORDS_FILE = "records.jsonl"
+LAYERS_FILE = "layers.jsonl"
+
+
+class TornRecordWarning(UserWarning):
+    """A records file ended in a partial line (a sweep was killed mid-write)."""
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+def check_schema(obj: dict[str, Any], where: str) -> None:
+    found = obj.get("schema")
+    if found != SCHEMA_VERSION:
+        raise SchemaError(f"{where}: schema version {found!r}, this convbench reads version "
+                          f"{SCHEMA_VERSION}; use the convbench version that wrote it")
+
+
+def _write_error(path: Path, e: OSError) -> BenchError:
+    if e.errno == errno.ENOSPC:
+        return BenchError(f"{path}: disk full; every record written before this one is kept")
+    if e.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+        return BenchError(f"{path}: not writable ({e.strerror})")
+    return BenchError(f"{path}: cannot write ({e.strerror or e})")
+
+
+class RunStore:
+    """One run directory, opened for appending."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.dir = run_dir
+
+    # --- create / open ---------------------------------------------------------------------------
+    @classmethod
+    def create(cls, root: Path, suite_name: str, run_info: dict[str, Any],
+               run_id: str | None = None) -> RunStore:
+        run_dir = root / suite_name / (run_id or new_run_id())
+        try:
+            run_dir.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            raise BenchError(f"{run_dir}: already exists; use --resume to continue it") from None
+        except OSError as e:
+            raise _write_error(run_dir, e) from None
+        store = cls(run_dir)
+        store.write_run_info({"schema": SCHEMA_VERSION, **run_info})
+        return store
+
+    @classmethod
+    def open(cls, run_dir: Path) -> RunStore:
+        """Open an existing run for resuming; drops a torn last record line (with a warning)."""
+        store = cls(Path(run_dir))
+        store.run_info()  # validates presence + schema
+        for name in (RECORDS_FILE, LAYERS_FILE):
+            _truncate_torn_tail(store.dir / name)
+        return store
+
+    def write_run_info(self, info: dict[str, Any]) -> None:
+        path = self.dir / RUN_FILE
+        tmp = path.with_suffix(".json.tmp")
+        try:
+            tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
+            os.replace(tmp, path)
+        except OSError as e:
+            raise _write_error(path, e) from None
+
+    def run_info(self) -> dict[str, Any]:
+        return read_run_info(self.dir)
+
+    # --- append ----------------------------------------------------------------------------------
+    def append(self, record: dict[str, Any]) -> None:
+        self._append_line(self.dir / RECORDS_FILE, {"schema": SCHEMA_VERSION, **record})
+
+    def append_layers(self, row: dict[str, Any]) -> None:
+        self._append_line(self.dir / LAYERS_FILE, {"schema": SCHEMA_VERSION, **row})
+
+    def _append_line(self, path: Path, obj: dict[str, Any]) -> None:
+        line = json.dumps(obj, separators=(",", ":"), default=str, allow_nan=False) + "\n"
+        data = line.encode()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                # one write() call: an append of this size is not interleaved with others
+                written = os.write(fd, data)
+                if written != len(data):
+                    raise OSError(errno.ENOSPC, "short write")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise _write_error(path, e) from None
+
+    # --- read ------------------------------------------------------------------------------------
+    def records(self) -> list[dict[str, Any]]:
+        return load_records(self.dir)
+
+    def done(self) -> set[tuple[str, str]]:
+        """(case key, backend) of every record already stored."""
+        return {(r["case_key"], r["backend"]) for r in self.records()}
+
+
+def read_run_info(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / RUN_FILE
+    try:
+        info = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BenchError(f"{path}: not found; is {run_dir} a convbench run directory?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BenchError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(info, dict):
+        raise BenchError(f"{path}: not a convbench run file")
+    check_schema(info, str(path))
+    return info
+
+
+def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """Parsed lines of a JSON Lines file; a torn *last* line is dropped with a warning, a broken
+    line elsewhere is an error (the file was edited or corrupted, not interrupted)."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return
+    lines = raw.split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline
+    if tail:
+        warnings.warn(f"{path}: dropped a partial last line ({len(tail)} bytes) left by an "
+                      "interrupted write", TornRecordWarning, stacklevel=2)
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise BenchError(f"{path}:{n}: not valid JSON; the file is corrupted") from None
+        if not isinstance(obj, dict):
+            raise BenchError(f"{path}:{n}: not a JSON object")
+        check_schema(obj, f"{path}:{n}")
+        yield obj
+
+
+def load_records(run_dir: Path) -> list[dict[str, Any]]:
+    return list(iter_jsonl(Path(run_dir) / RECORDS_FILE))
+
+
+def load_layers(run_dir: Path) -> list[dict[str, Any]]:
+    return list(iter_jsonl(Path(run_dir) / LAYERS_FILE))
+
+
+def _truncate_torn_tail(path: Path) -> None:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return
+    if raw and not raw.endswith(b"\n"):
+        keep = raw.rfind(b"\n") + 1
+        warnings.warn(f"{path}: dropped a partial last line ({len(raw) - keep} bytes) left by an "
+                      "interrupted write", TornRecordWarning, stacklevel=3)
+        with open(path, "r+b") as f:
+            f.truncate(keep)
+            f.flush()
+            os.fsync(f.fileno())

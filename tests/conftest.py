@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cuda_reason() -> str | None:
+    try:
+        from bench.gpu.cuda import unavailable_reason
+    except ImportError as e:  # pragma: no cover
+        return f"bench.gpu.cuda not importable: {e}"
+    return unavailable_reason()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    gpu_items = [i for i in items if i.get_closest_marker("gpu")]
+    if not gpu_items:
+        return
+    reason = _cuda_reason()
+    if reason:
+        skip = pytest.mark.skip(reason=f"needs a CUDA GPU: {reason}")
+        for item in gpu_items:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def cli_env() -> dict[str, str]:
+    """Environment for running ``python -m bench`` in a subprocess from the checkout."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture
+def python() -> str:
+    return sys.executable
