@@ -21,7 +21,10 @@ EXIT_INTERRUPTED = 130
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr, soft_wrap=True)
+    # a pipe or CI log gets a wide table instead of rich's 80-column default
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else 160
+    return Console(stderr=stderr, width=width)
 
 
 # --- shared option groups -------------------------------------------------------------------
@@ -192,7 +195,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- main --------------------------------------------------------------------------------------
+# --- main ------------------------------------------------------------------------------------
+#: modules that add subcommands: each defines ``register(subparsers)`` and imports nothing heavy
+#: at module level. One line per module, so features stay in their own modules.
+COMMAND_MODULES: list[str] = [
+]
+
+
+# --- parser --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="convbench",
                                 description="Benchmark convolution layers on TensorRT and cuDNN.")
@@ -210,6 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("run_dir", type=Path)
     rep.add_argument("--out", type=Path, default=Path("reports"), help="reports root")
     rep.set_defaults(func=cmd_report)
+    import importlib
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return p
 
 

@@ -7,8 +7,12 @@ timed by the same event/graph code as TensorRT.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +37,26 @@ def _torch() -> Any:
     import torch
 
     return torch
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence the C++ profiler's own stderr lines (kineto prints start/stop notices)."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    try:
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)
 
 
 class TorchBackend(Backend):
@@ -181,7 +205,7 @@ class TorchEngine(Engine):
         iters = max(1, iters)
         cuda = self.device == "cuda"
         acts = [ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]
-        with profile(activities=acts) as prof:
+        with _quiet_stderr(), profile(activities=acts) as prof:
             for _ in range(iters):
                 self.enqueue(stream)
             if cuda:

@@ -1,0 +1,41 @@
+"""``import bench`` and the report/stats modules work with no GPU library installed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+BLOCK = textwrap.dedent("""
+    import importlib.abc, sys
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split('.')[0] in {'torch', 'tensorrt', 'tensorrt_rtx', 'cuda', 'pynvml',
+                                      'nvtx', 'triton', 'ray'}:
+                raise ImportError(f'blocked {name}')
+    sys.meta_path.insert(0, Block())
+""")
+
+
+def test_core_modules_import_without_gpu_libraries(cli_env: dict[str, str]) -> None:
+    code = BLOCK + textwrap.dedent("""
+        import bench, bench.report, bench.stats, bench.suite, bench.store, bench.runner
+        import bench.cli, bench.spec, bench.filter, bench.reference, bench.report.tables
+        import bench.backends.registry, bench.backends.base
+        heavy = [m for m in sys.modules if m.split('.')[0] in {'torch', 'tensorrt', 'cuda'}]
+        assert not heavy, heavy
+        print('ok')
+    """)
+    out = subprocess.run([sys.executable, "-c", code], env=cli_env, capture_output=True,
+                         text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_doctor_explains_missing_backends(cli_env: dict[str, str]) -> None:
+    code = BLOCK + "from bench.cli import main; raise SystemExit(main(['doctor']))"
+    out = subprocess.run([sys.executable, "-c", code], env={**cli_env, "COLUMNS": "200"},
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "torch" in out.stdout and "not installed" in out.stdout
+    assert "pip install 'trt-convbench[torch]'" in out.stdout

@@ -1,0 +1,126 @@
+"""End-to-end sweeps on the CPU with the torch backend: records, failures, kill and resume."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.runner import RunOptions, run_suite
+from bench.store import load_records
+from bench.suite import parse_suite
+
+pytest.importorskip("torch")
+
+FAST = """
+[timing]
+warmup_s = 0.01
+min_samples = 3
+min_time_s = 0.01
+max_time_s = 0.2
+target_rse = 0.5
+profile_iters = 2
+"""
+
+SUITE = """
+name = "tiny"
+backends = ["torch"]
+[defaults]
+in_channels = 8
+out_channels = 8
+height = 12
+width = 12
+padding = "same"
+[sweep]
+kernel = [1, 3]
+precision = ["fp32", "bf16"]
+""" + FAST
+
+
+def test_cpu_sweep_stores_checked_timed_records(tmp_path: Path) -> None:
+    suite = parse_suite(SUITE)
+    summary = run_suite(suite, RunOptions(out=tmp_path, progress=False))
+    recs = load_records(summary.run_dir)
+    assert len(recs) == 4
+    for r in recs:
+        assert r["status"] == "ok", r.get("error")
+        assert r["device"] == "cpu" and r["timing"]["mode"] == "host"
+        assert len(r["samples_ms"]) >= 3 and all(v > 0 for v in r["samples_ms"])
+        assert r["stats"]["median"] > 0
+        assert r["check"]["passed"] and r["check"]["rel_err"] < r["check"]["tol"]
+    run = json.loads((summary.run_dir / "run.json").read_text())
+    assert run["suite_text"] == SUITE and "torch" in run["backends"]
+    layers = (summary.run_dir / "layers.jsonl").read_text().splitlines()
+    assert len(layers) == 4 and "aten::" in layers[0]
+
+
+def test_failed_case_is_a_record_and_the_sweep_goes_on(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.backends import torch as tb
+
+    real = tb.TorchEngine._enqueue_impl
+
+    def flaky(self, stream):  # type: ignore[no-untyped-def]
+        if self.spec.kernel == (1, 1):
+            raise RuntimeError("simulated kernel failure")
+        return real(self, stream)
+
+    monkeypatch.setattr(tb.TorchEngine, "_enqueue_impl", flaky)
+    summary = run_suite(parse_suite(SUITE), RunOptions(out=tmp_path, progress=False))
+    statuses = {(r["spec"]["kernel"][0], r["status"]) for r in load_records(summary.run_dir)}
+    assert statuses == {(1, "error"), (3, "ok")}
+    err = next(r for r in summary.records if r["status"] == "error")
+    assert "simulated kernel failure" in err["error"]
+
+
+def test_filter_and_shard_select_cases(tmp_path: Path) -> None:
+    suite = parse_suite(SUITE)
+    s = run_suite(suite, RunOptions(out=tmp_path, filter="precision == 'bf16'", dry_run=True))
+    assert [c.spec.precision for c in s.cases] == ["bf16", "bf16"]
+    s = run_suite(suite, RunOptions(out=tmp_path, shard=(1, 3), dry_run=True))
+    assert [c.index for c in s.cases] == [1]
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def test_killed_sweep_resumes_without_loss_or_duplicates(tmp_path: Path,
+                                                         cli_env: dict[str, str]) -> None:
+    suite_path = tmp_path / "kill.toml"
+    suite_path.write_text(SUITE.replace('name = "tiny"', 'name = "kill"').replace(
+        "kernel = [1, 3]", "kernel = [1, 3, 5]\nbatch = [1, 2]"))
+    out = tmp_path / "results"
+    cmd = [sys.executable, "-m", "bench", "run", str(suite_path), "--out", str(out),
+           "--no-progress"]
+    log = open(tmp_path / "first.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(cmd, env=cli_env, stdout=subprocess.DEVNULL, stderr=log)
+    deadline = time.time() + 120
+    records = None
+    while time.time() < deadline:
+        found = list(out.glob("kill/*/records.jsonl"))
+        if found and _count_lines(found[0]) >= 3:
+            records = found[0]
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    log.close()
+    assert records is not None, (tmp_path / "first.log").read_text()
+    before = load_records(records.parent)
+    assert 3 <= len(before) < 12
+    res = subprocess.run(cmd + ["--resume", str(records.parent)], env=cli_env,
+                         capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    after = load_records(records.parent)
+    keys = [(r["case_key"], r["backend"]) for r in after]
+    assert len(keys) == 12 and len(set(keys)) == 12
+    assert after[: len(before)] == before  # nothing finished was lost or rewritten
