@@ -11,7 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(args: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+def _run(args: list[str], env: dict[str, str],
+         cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "bench", *args], env={**env, "COLUMNS": "200"},
                           capture_output=True, text=True, check=False, cwd=cwd)
 
