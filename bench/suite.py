@@ -62,6 +62,16 @@ class SuiteFile(BaseModel):
     cases: list[dict[str, Any]] = Field(default_factory=list)
     timing: TimingConfig = Field(default_factory=TimingConfig)
 
+    @field_validator("backends")
+    @classmethod
+    def _known_backends(cls, names: list[str]) -> list[str]:
+        from bench.backends.registry import BACKENDS  # a dict of names; imports no backend
+
+        unknown = [n for n in names if n not in BACKENDS]
+        if unknown:
+            raise ValueError(f"unknown backend {unknown[0]!r} (known: {', '.join(BACKENDS)})")
+        return names
+
     @field_validator("defaults", "sweep")
     @classmethod
     def _spec_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
@@ -147,11 +157,16 @@ def parse_suite(text: str, source: str = "<suite>", max_cases: int = DEFAULT_MAX
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise SuiteError(f"{source}: invalid TOML: {_one_line(str(e))}") from None
+        hint = " (the file starts with a byte-order mark; save it without one)" if (
+            text.startswith("\ufeff")) else ""
+        raise SuiteError(f"{source}: invalid TOML: {_one_line(str(e))}{hint}") from None
+    except RecursionError:  # tomllib recurses on nested arrays/inline tables
+        raise SuiteError(f"{source}: invalid TOML: arrays or tables nested too deeply") from None
     if not raw:
         raise SuiteError(f"{source}: empty suite (needs at least 'name' and a conv)")
     try:
-        model = SuiteFile.model_validate(raw)
+        # strict: TOML has real types, so batch = "8" or bias = 1 is a mistake, not a number
+        model = SuiteFile.model_validate(raw, strict=True)
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
@@ -204,7 +219,7 @@ def _expand(model: SuiteFile, source: str, max_cases: int) -> list[Case]:
             for part in combo:
                 fields.update(part)
             try:
-                spec = ConvSpec.model_validate(fields)
+                spec = ConvSpec.model_validate(fields, strict=True)
             except ValidationError as e:
                 err = e.errors()[0]
                 key = ".".join(str(p) for p in err["loc"]) or _guess_key(err["msg"])
@@ -220,6 +235,8 @@ def _expand(model: SuiteFile, source: str, max_cases: int) -> list[Case]:
 
 
 def _guess_key(msg: str) -> str:
+    if "expected bytes" in msg:  # spec.parse_bytes, raised before pydantic knows the field
+        return "workspace"
     for name in ("kernel", "padding", "groups", "in_channels", "workspace", "opt_level"):
         if name in msg:
             return name
