@@ -74,6 +74,9 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", type=int, default=0, help="CUDA device index")
     p.add_argument("--no-progress", action="store_true")
     add_timing_args(p)
+    from bench.scale.cli import add_scale_args
+
+    add_scale_args(p)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -92,7 +95,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         cases = select_cases(suite, args.filter, args.shard)
         _print_cases(out, suite, cases)
         return 0
-    summary = run_suite(suite, opts)
+    from bench.scale.cli import run_scaled, wants_scale_out
+
+    summary = run_scaled(suite, opts, args) if wants_scale_out(args) else run_suite(suite, opts)
     for name, reason in summary.unavailable.items():
         out.print(f"[yellow]skipped backend {name}: {reason}[/]")
     _print_summary(out, summary.records)
@@ -199,6 +204,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 #: modules that add subcommands: each defines ``register(subparsers)`` and imports nothing heavy
 #: at module level. One line per module, so features stay in their own modules.
 COMMAND_MODULES: list[str] = [
+    "bench.scale.cli",
 ]
 
 

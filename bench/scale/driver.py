@@ -1,0 +1,206 @@
+"""The driver of a scaled-out sweep: what to run, in which order, and the one writer of results.
+
+Executors (local processes, Ray actors) only move tasks and replies; every decision lives here so
+both behave the same: cases go out longest first (by FLOPs), results are appended to the run
+directory through :class:`bench.store.RunStore` as they arrive, a case whose worker crashed is
+retried once on another worker and then stored as a failure, and ``--resume`` skips what is done.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from bench.env import host_env
+from bench.errors import BenchError
+from bench.runner import RunOptions, RunSummary, select_cases
+from bench.store import RunStore
+from bench.suite import Case, Suite, TimingConfig
+
+#: how many times a case is started before a crash of its worker makes it a failed record
+MAX_ATTEMPTS = 2
+
+
+@dataclass
+class Task:
+    """One (case, backend) to measure, with the crashes it has already caused."""
+
+    id: int
+    case: Case
+    backend: str
+    crashes: list[str] = field(default_factory=list)
+    avoid: set[Any] = field(default_factory=set)  # worker slots it crashed on
+
+    @property
+    def attempt(self) -> int:
+        return len(self.crashes) + 1
+
+
+def resolve_timing(suite: Suite, opts: RunOptions) -> TimingConfig:
+    """The suite's [timing] with the command line's overrides (as ``run_suite`` does)."""
+    if not opts.timing:
+        return suite.timing
+    return TimingConfig.model_validate({**suite.timing.model_dump(), **opts.timing})
+
+
+class Sweep:
+    """Driver state of one scaled-out run. Not thread-safe: one executor loop drives it."""
+
+    def __init__(self, suite: Suite, opts: RunOptions, executor: str,
+                 on_record: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.suite, self.opts, self.executor = suite, opts, executor
+        self.on_record = on_record
+        self.cases = select_cases(suite, opts.filter, opts.shard)
+        if not self.cases:
+            raise BenchError(f"{suite.path or suite.name}: no case left after --filter/--shard")
+        self.timing = resolve_timing(suite, opts)
+        self.backend_names = list(opts.backends or suite.backends)
+        self.cache_dir = opts.cache_dir or (opts.out / ".cache")
+        self.store: RunStore | None = None
+        self.done: set[tuple[str, str]] = set()
+        if opts.resume:
+            self.store = RunStore.open(opts.resume)
+            if self.store.run_info().get("suite_text") != suite.text:
+                raise BenchError(f"{opts.resume}: was made from a different suite text than "
+                                 f"{suite.path}; start a new run instead of --resume")
+            self.done = self.store.done()
+        self.pending: deque[Task] = deque()
+        self.in_flight: dict[int, Task] = {}
+        self.workers: list[dict[str, Any]] = []
+        self.crash_log: list[dict[str, Any]] = []
+        self.started = False
+        self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self._session_saved = False
+        self.total = 0
+        self.summary = RunSummary(run_dir=self.store.dir if self.store else None, cases=self.cases)
+
+    # --- start -----------------------------------------------------------------------------------
+    def worker_ready(self, info: dict[str, Any]) -> None:
+        """A worker has set up; the first one decides which backends run and opens the store."""
+        if info.get("error"):
+            raise BenchError(info["error"])
+        self.workers.append({k: info.get(k) for k in ("pid", "host", "slot", "gpu_index", "gpu")})
+        if self.started:
+            self._save_workers()
+            return
+        self.started = True
+        backends = [n for n in self.backend_names if n in info["backends"]]
+        self.summary.unavailable = dict(info["unavailable_backends"])
+        if self.store is None:
+            self.store = RunStore.create(self.opts.out, self.suite.name, self._run_info(info))
+            self._session_saved = True
+            self.summary.run_dir = self.store.dir
+        else:
+            self._save_workers()
+        todo = [(c, b) for c in self.cases for b in backends if (c.key, b) not in self.done]
+        self.summary.skipped = len(self.cases) * len(backends) - len(todo)
+        # longest first, so the last cases to finish are short ones and no worker idles long
+        todo.sort(key=lambda cb: (-cb[0].spec.flops, cb[0].index, cb[1]))
+        self.pending.extend(Task(i, c, b) for i, (c, b) in enumerate(todo))
+        self.total = len(todo)
+
+    def _run_info(self, first: dict[str, Any]) -> dict[str, Any]:
+        opts = self.opts
+        return {
+            "suite": self.suite.name,
+            "suite_path": str(self.suite.path) if self.suite.path else None,
+            "suite_text": self.suite.text, "command": shlex.join(opts.argv),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "backends": first["backends"], "unavailable_backends": first["unavailable_backends"],
+            "timing": self.timing.model_dump(), "filter": opts.filter,
+            "shard": list(opts.shard) if opts.shard else None,
+            "host": host_env(), "gpu": first["gpu"],
+            "gpu_clocks_at_start": first["gpu_clocks_at_start"],
+            "executors": [self._session()],
+        }
+
+    def _session(self) -> dict[str, Any]:
+        return {"kind": self.executor, "started": self.started_at, "workers": self.workers,
+                "crashes": self.crash_log}
+
+    def _save_workers(self) -> None:
+        """Rewrite run.json's record of this session's workers and crashes (atomic replace)."""
+        if self.store is None:
+            return
+        info = self.store.run_info()
+        sessions = info.setdefault("executors", [])  # one entry per run and per resume
+        if self._session_saved:
+            sessions[-1] = self._session()
+        else:
+            sessions.append(self._session())
+            self._session_saved = True
+        self.store.write_run_info(info)
+
+    # --- hand-out --------------------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        return self.started and not self.pending and not self.in_flight
+
+    def next_task(self, slot: Any, live_slots: set[Any]) -> Task | None:
+        """The longest pending task for a worker on ``slot``; a task that crashed a worker waits
+        for a different worker while one is alive."""
+        for i, task in enumerate(self.pending):
+            if slot in task.avoid and live_slots - task.avoid:
+                continue
+            del self.pending[i]
+            self.in_flight[task.id] = task
+            return task
+        return None
+
+    # --- replies ---------------------------------------------------------------------------------
+    def result(self, task: Task, rec: dict[str, Any], layers: dict[str, Any] | None) -> None:
+        """Store one finished case (the record is on disk when this returns)."""
+        assert self.store is not None
+        self.in_flight.pop(task.id, None)
+        worker = rec.setdefault("worker", {})
+        worker["executor"] = self.executor
+        worker["attempt"] = task.attempt
+        if task.crashes:
+            worker["earlier_crashes"] = list(task.crashes)
+        self.store.append(rec)
+        if layers:
+            self.store.append_layers(layers)
+        self.summary.records.append(rec)
+        if self.on_record:
+            self.on_record(rec)
+
+    def crashed(self, task: Task | None, slot: Any, how: str) -> None:
+        """A worker died; its in-flight task goes back to the front or becomes a failed record."""
+        self.crash_log.append({"slot": slot, "how": how,
+                               "case_key": task.case.key if task else None,
+                               "backend": task.backend if task else None})
+        self._save_workers()
+        if task is None:
+            return
+        self.in_flight.pop(task.id, None)
+        task.crashes.append(how)
+        task.avoid.add(slot)
+        if task.attempt <= MAX_ATTEMPTS:
+            self.pending.appendleft(task)
+            return
+        self.result(task, failure_record(task.case, task.backend,
+                                         f"worker crashed on each of {len(task.crashes)} "
+                                         f"attempts: {'; '.join(task.crashes)}"), None)
+
+    def abandon(self) -> None:
+        """Forget in-flight tasks (interrupted run): they are not done, ``--resume`` redoes them."""
+        self.in_flight.clear()
+        self.pending.clear()
+
+
+def failure_record(case: Case, backend: str, message: str) -> dict[str, Any]:
+    """A record for a case that produced none itself (its worker died while running it)."""
+    spec = case.spec
+    return {
+        "case_index": case.index, "case_key": case.key, "label": case.label, "name": case.name,
+        "backend": backend, "spec": spec.model_dump(mode="json"),
+        "derived": {"flops": spec.flops, "bytes_min": spec.bytes_min,
+                    "intensity": spec.intensity, "output_shape": list(spec.output_shape)},
+        "device": None, "gpu": None,
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "status": "error", "error": message, "wall_s": None,
+    }

@@ -1,0 +1,76 @@
+"""The worker side of a scaled-out sweep: set up backends once, then build and time cases in turn.
+
+One worker owns one GPU (its process sees only that GPU), so a build never shares a GPU with a
+measurement. The same class runs inside a local worker process and inside a Ray actor.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+from bench.suite import Case, TimingConfig
+
+#: what ``Worker.run`` returns: ("result", record, layers row or None) or ("fatal", message)
+Reply = tuple[Any, ...]
+
+
+class Worker:
+    """Backends + GPU session of one worker; ``run`` measures one case with them."""
+
+    def __init__(self, backend_names: list[str], timing: TimingConfig, cache_dir: Path | None,
+                 identity: dict[str, Any]) -> None:
+        from bench.runner import GpuSession, _resolve_backends
+
+        self.timing = timing
+        self.cache_dir = cache_dir
+        self.identity = {"pid": os.getpid(), "host": socket.gethostname(), **identity}
+        self.gpu = None
+        self.error: str | None = None
+        try:
+            # the suite argument is read only when no names are given; the driver always names
+            backends, self.unavailable = _resolve_backends(None, backend_names)  # type: ignore[arg-type]
+            self.backends = {b.name: b for b in backends}
+            if any(b.device == "cuda" for b in backends):
+                # the worker sees one GPU only (CUDA_VISIBLE_DEVICES), hence index 0
+                self.gpu = GpuSession(0, cold=timing.l2 == "cold")
+        except BenchError as e:
+            # reported through info(): the driver stops the sweep with this one line
+            self.backends, self.unavailable = {}, {}
+            self.error = f"worker {self.identity['host']}:{self.identity['pid']}: {e}"
+
+    def info(self) -> dict[str, Any]:
+        """Who this worker is and what it can run (the driver stores it in run.json)."""
+        return {
+            **self.identity,
+            "error": self.error,
+            "backends": {n: {"device": b.device, "versions": b.versions()}
+                         for n, b in self.backends.items()},
+            "unavailable_backends": self.unavailable,
+            "gpu": self.gpu.info.to_json() if self.gpu else None,
+            "gpu_clocks_at_start": self.gpu.clocks() if self.gpu else None,
+        }
+
+    def run(self, case: Case, backend_name: str) -> Reply:
+        from bench.runner import measure_case
+
+        backend = self.backends.get(backend_name)
+        if backend is None:
+            reason = self.unavailable.get(backend_name, "not requested")
+            return ("fatal", f"worker {self.identity['host']}:{self.identity['pid']}: backend "
+                             f"{backend_name} cannot run there ({reason})")
+        try:
+            rec, layers = measure_case(case, backend, self.timing, self.gpu, self.cache_dir)
+        except BenchError as e:
+            return ("fatal", str(e))
+        rec["worker"] = dict(self.identity)
+        return ("result", rec, layers)
+
+    def close(self) -> None:
+        if self.gpu is not None:
+            self.gpu.close()
+            self.gpu = None
+
