@@ -1,12 +1,22 @@
-"""``report.md`` for a run directory."""
+"""``report.md`` and a self-contained ``report.html`` (PNGs embedded) for a run directory.
+
+The report is built once as a list of blocks (heading, paragraph, list, table, image) and
+rendered twice, so the Markdown and the HTML always say the same thing.
+"""
 
 from __future__ import annotations
 
+import base64
+import html
+import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from bench.report.plots import latency_plot
+from bench.report import plots
+from bench.report.findings import findings
 from bench.report.tables import Run, load
 
 TIMING_DEFINITION = {
@@ -17,87 +27,258 @@ TIMING_DEFINITION = {
     "host": "per-inference time from the host clock (time.perf_counter) around synchronous "
             "runs on the CPU",
 }
+TOP_N = 10  # rows in the slowest / least efficient tables
 
 
+# --- tables -------------------------------------------------------------------------------------
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     cols = {"case_index": "#", "name": "case", "backend": "backend", "status": "status",
             "median_ms": "median ms", "median_ci_low_ms": "CI low", "median_ci_high_ms":
-            "CI high", "rse": "noise", "tflops": "TFLOP/s", "gbps": "GB/s", "rel_err": "rel err",
-            "build_s": "build s"}
+            "CI high", "rse": "noise", "tflops": "TFLOP/s", "gbps": "GB/s",
+            "pct_of_bound": "% of bound", "rel_err": "rel err", "build_s": "build s"}
     t = df[[c for c in cols if c in df]].rename(columns=cols).sort_values(["#", "backend"])
     if "noise" in t:
         t["noise"] = t["noise"].map(lambda v: f"{v * 100:.2f}%" if pd.notna(v) else "")
+    if "% of bound" in t and t["% of bound"].isna().all():
+        t = t.drop(columns="% of bound")
     return t
 
 
-def _md_table(df: pd.DataFrame) -> str:
-    def fmt(v: object) -> str:
-        if isinstance(v, float):
-            return "" if pd.isna(v) else f"{v:.4g}"
-        return "" if v is None else str(v).replace("|", "\\|")
+def slowest_table(df: pd.DataFrame, n: int = TOP_N) -> pd.DataFrame:
+    ok = plots.ok_rows(df)
+    cols = ["name", "backend", "median_ms", "tflops", "gbps"]
+    return ok.sort_values("median_ms", ascending=False)[cols].head(n).rename(
+        columns={"name": "case", "median_ms": "median ms", "tflops": "TFLOP/s", "gbps": "GB/s"})
 
-    head = "| " + " | ".join(df.columns) + " |"
+
+def least_efficient_table(df: pd.DataFrame, n: int = TOP_N) -> pd.DataFrame:
+    """Lowest % of the roofline bound; without ceilings (CPU run), lowest achieved TFLOP/s."""
+    ok = plots.ok_rows(df)
+    if "pct_of_bound" in ok and ok["pct_of_bound"].notna().any():
+        ok = ok[ok["pct_of_bound"].notna()]
+        cols = ["name", "backend", "median_ms", "bound_ms", "bound_by", "pct_of_bound",
+                "tflops", "intensity"]
+        t = ok.sort_values("pct_of_bound")[cols].head(n)
+    else:
+        cols = ["name", "backend", "median_ms", "tflops", "intensity"]
+        t = ok.sort_values("tflops")[cols].head(n)
+    return t.rename(columns={"name": "case", "median_ms": "median ms", "bound_ms": "bound ms",
+                             "bound_by": "bound by", "pct_of_bound": "% of bound",
+                             "tflops": "TFLOP/s", "intensity": "FLOP/B"})
+
+
+# --- blocks -------------------------------------------------------------------------------------
+@dataclass
+class Block:
+    kind: str  # h1 | h2 | p | ul | table | img
+    content: Any
+    alt: str = ""
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        return "" if pd.isna(v) else f"{v:.4g}"
+    if v is None or v is pd.NA:
+        return ""
+    return str(v)
+
+
+def _md_table(df: pd.DataFrame) -> str:
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
     sep = "|" + "|".join("---" for _ in df.columns) + "|"
-    rows = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    rows = ["| " + " | ".join(_fmt(v).replace("|", "\\|") for v in row) + " |"
+            for row in df.itertuples(index=False)]
     return "\n".join([head, sep, *rows])
 
 
+def _inline_html(text: str) -> str:
+    """Escape, then turn Markdown `code` spans into <code>."""
+    return re.sub(r"`([^`]*)`", r"<code>\1</code>", html.escape(text, quote=False))
+
+
+def _html_table(df: pd.DataFrame, css_id: str = "") -> str:
+    ident = f' id="{css_id}"' if css_id else ""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
+                   for row in df.itertuples(index=False))
+    return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def to_markdown(blocks: list[Block]) -> str:
+    out: list[str] = []
+    for b in blocks:
+        if b.kind == "h1":
+            out += [f"# {b.content}", ""]
+        elif b.kind == "h2":
+            out += [f"## {b.content}", ""]
+        elif b.kind == "p":
+            out += [b.content, ""]
+        elif b.kind == "ul":
+            out += [f"- {item}" for item in b.content] + [""]
+        elif b.kind == "table":
+            out += [_md_table(b.content), ""]
+        elif b.kind == "img":
+            out += [f"![{b.alt}]({Path(b.content).name})", ""]
+    return "\n".join(out)
+
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;
+color:#222}table{border-collapse:collapse;font-size:12px;margin:1em 0}td,th{border:1px solid #ccc;
+padding:2px 6px;text-align:right}th{background:#f0f0f0}td:nth-child(2),td:nth-child(3){
+text-align:left}img{max-width:100%;border:1px solid #eee;margin:0.5em 0}code{background:#f4f4f4;
+padding:0 3px}"""
+
+
+def to_html(blocks: list[Block], title: str) -> str:
+    parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+             f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"]
+    for b in blocks:
+        if b.kind in ("h1", "h2"):
+            ident = re.sub(r"[^a-z0-9]+", "-", str(b.content).lower()).strip("-")
+            parts.append(f"<{b.kind} id=\"{ident}\">{_inline_html(b.content)}</{b.kind}>")
+        elif b.kind == "p":
+            parts.append(f"<p>{_inline_html(b.content)}</p>")
+        elif b.kind == "ul":
+            parts.append("<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in b.content)
+                         + "</ul>")
+        elif b.kind == "table":
+            parts.append(_html_table(b.content, b.alt))
+        elif b.kind == "img":
+            data = base64.b64encode(Path(b.content).read_bytes()).decode()
+            parts.append(f"<figure><img class=\"plot\" alt=\"{html.escape(b.alt)}\" "
+                         f"src=\"data:image/png;base64,{data}\"></figure>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+# --- sections -----------------------------------------------------------------------------------
 def _env_lines(run: Run) -> list[str]:
     info = run.info
     host = info.get("host", {})
-    lines = [f"- suite: `{info.get('suite')}` — command: `{info.get('command')}`",
-             f"- created: {info.get('created')} on {host.get('host')} "
+    lines = [f"suite: `{info.get('suite')}` — command: `{info.get('command')}`",
+             f"created: {info.get('created')} on {host.get('host')} "
              f"({host.get('cpu')}, {host.get('cpu_count')} CPUs, Python {host.get('python')})"]
+    if info.get("synthetic"):
+        lines.append("**synthetic data**: made by a generator for tests, not measured")
     gpu = info.get("gpu")
     if gpu:
-        lines.append(f"- GPU: {gpu.get('name')} (CC {gpu.get('cc')}, {gpu.get('sm_count')} SMs, "
-                     f"L2 {int(gpu.get('l2_bytes', 0)) >> 20} MiB, {gpu.get('uuid')})")
+        lines.append(f"GPU: {gpu.get('name')} (CC {_cc(gpu.get('cc'))}, {gpu.get('sm_count')} "
+                     f"SMs, L2 {int(gpu.get('l2_bytes') or 0) >> 20} MiB, {gpu.get('uuid')})")
+        for k in ("driver", "cuda_driver", "cuda_runtime"):
+            if gpu.get(k):
+                lines.append(f"{k.replace('_', ' ')}: {gpu[k]}")
+        clocks = info.get("gpu_clocks_at_start")
+        if clocks:
+            lines.append("clocks at start: " + ", ".join(f"{k} {v}" for k, v in clocks.items()))
     else:
-        lines.append("- GPU: none (CPU run)")
+        lines.append("GPU: none (CPU run)")
     for name, b in (info.get("backends") or {}).items():
         vers = ", ".join(f"{k} {v}" for k, v in (b.get("versions") or {}).items())
-        lines.append(f"- backend `{name}` on {b.get('device')}: {vers}")
+        lines.append(f"backend `{name}` on {b.get('device')}: {vers}")
     for name, reason in (info.get("unavailable_backends") or {}).items():
-        lines.append(f"- backend `{name}` not run: {reason}")
+        lines.append(f"backend `{name}` not run: {reason}")
+    if run.peak is not None:
+        p = run.peak
+        roofs = ", ".join(f"{k} {v:g}" for k, v in p.tflops.items())
+        lines.append(f"roofline ceilings ({'measured' if p.measured else 'datasheet'} "
+                     f"{p.name}): {roofs} TFLOP/s, {p.bandwidth_gbps:g} GB/s — {p.source}")
     return lines
 
 
+def _cc(cc: Any) -> str:
+    if isinstance(cc, (list, tuple)):
+        return ".".join(map(str, cc))
+    return str(cc)
+
+
+def _plots(run: Run, out: Path) -> list[tuple[Path, str]]:
+    """(png, alt text) of every plot the data supports, written as PNG + SVG under ``out``."""
+    df, made = run.records, []
+
+    def add(fig: Any, stem: str, alt: str) -> None:
+        if fig is not None:
+            made.append((plots.save(fig, out / stem), alt))
+
+    axes = plots.varying_axes(df)
+    for axis in axes:
+        add(plots.latency_axis_figure(df, axis), f"latency_vs_{axis}",
+            f"median latency vs {axis}")
+    add(plots.latency_case_figure(df), "latency_per_case", "median latency per case")
+    add(plots.speedup_figure(df, "precision", "fp32", "fp16", "Speedup of fp16 over fp32"),
+        "speedup_fp16_fp32", "speedup heatmap fp16 over fp32")
+    add(plots.speedup_figure(df, "precision", "fp32", "bf16", "Speedup of bf16 over fp32"),
+        "speedup_bf16_fp32", "speedup heatmap bf16 over fp32")
+    backends = sorted(df["backend"].dropna().unique()) if not df.empty else []
+    if "tensorrt" in backends and "torch" in backends:
+        add(plots.speedup_figure(df, "backend", "torch", "tensorrt",
+                                 "Speedup of TensorRT over torch (cuDNN)"),
+            "speedup_tensorrt_torch", "speedup heatmap TensorRT over torch")
+    add(plots.roofline_figure(df, run.peak), "roofline", "roofline chart")
+    add(plots.layers_figure(df, run.layers), "layers", "per-layer time by kind")
+    add(plots.build_figure(df), "build", "build time and engine size per case")
+    target = (run.info.get("timing") or {}).get("target_rse")
+    add(plots.noise_figure(df, target), "noise", "noise (CoV) per case")
+    return made
+
+
+def _flag_lines(df: pd.DataFrame) -> list[str]:
+    out = []
+    flagged = df[(df["throttled"]) | (df["converged"] == False)]  # noqa: E712
+    for r in flagged.itertuples():
+        why = []
+        if r.throttled:
+            clk = f" (SM clock {r.sm_clock_mhz:g} MHz)" if pd.notna(r.sm_clock_mhz) else ""
+            why.append(f"GPU clocks were throttled{clk}")
+        if r.converged is False:
+            why.append(f"noise target not met (RSE {r.rse * 100:.2f}%)")
+        out.append(f"`{r.backend}` {r.name}: {'; '.join(why)}")
+    return out
+
+
+def build_blocks(run: Run, out: Path) -> list[Block]:
+    df = run.records
+    title = f"convbench report: {run.info.get('suite')} / {Path(run.dir).name}"
+    blocks = [Block("h1", title), Block("ul", _env_lines(run))]
+    if df.empty:
+        return blocks + [Block("p", "No records in this run.")]
+    modes = sorted(m for m in df["mode"].dropna().unique())
+    blocks.append(Block("h2", "What the numbers mean"))
+    blocks.append(Block("ul", [
+        f"`{m}`: {TIMING_DEFINITION.get(m, m)}; L2 "
+        f"{', '.join(sorted(df.loc[df['mode'] == m, 'l2'].dropna().unique()))}." for m in modes
+    ] + ["`% of bound`: the roofline bound max(FLOPs / peak FLOP/s, minimum bytes / bandwidth) "
+         "divided by the measured median; 100 % is the hardware limit."]))
+    found = findings(df, run.layers)
+    blocks.append(Block("h2", "Findings"))
+    blocks.append(Block("ul", [f.text for f in found]) if found else
+                  Block("p", "No finding passed the evidence rules (differences larger than "
+                        "the noise and than 10 %)."))
+    blocks += [Block("h2", "Summary"), Block("table", summary_table(df), "summary")]
+    for png, alt in _plots(run, out):
+        blocks.append(Block("img", png, alt))
+    ok = plots.ok_rows(df)
+    if not ok.empty:
+        blocks += [Block("h2", "Slowest cases"), Block("table", slowest_table(df), "slowest"),
+                   Block("h2", "Least efficient cases"),
+                   Block("table", least_efficient_table(df), "least-efficient")]
+    bad = df[df["status"] != "ok"]
+    if not bad.empty:
+        blocks += [Block("h2", "Cases that did not pass"), Block("ul", [
+            f"{r.status}: `{r.backend}` {r.name}: {r.error}" for r in bad.itertuples()])]
+    flags = _flag_lines(df)
+    if flags:
+        blocks += [Block("h2", "Flagged results"), Block("ul", flags)]
+    return blocks
+
+
 def write_report(run_dir: str | Path, out_root: str | Path = "reports") -> Path:
-    """Write ``<out_root>/<suite>/<run-id>/report.md`` and its plots; returns the path."""
+    """Write ``<out_root>/<suite>/<run-id>/report.md``, ``report.html`` (self-contained) and the
+    plots (PNG + SVG); returns the path of report.md."""
     run = load(run_dir)
     out = Path(out_root) / str(run.info.get("suite")) / Path(run_dir).name
     out.mkdir(parents=True, exist_ok=True)
-    df = run.records
-    md = [f"# convbench report: {run.info.get('suite')} / {Path(run_dir).name}", "",
-          *_env_lines(run), ""]
-    if df.empty:
-        md.append("No records in this run.")
-    else:
-        modes = sorted(m for m in df["mode"].dropna().unique())
-        md.append("## What the numbers mean")
-        md.extend(f"- `{m}`: {TIMING_DEFINITION.get(m, m)}; L2 "
-                  f"{', '.join(sorted(df.loc[df['mode'] == m, 'l2'].dropna().unique()))}."
-                  for m in modes)
-        md += ["", "## Summary", "", _md_table(summary_table(df)), ""]
-        png = latency_plot(df, out / "latency.png")
-        if png:
-            md += ["## Latency", "", f"![latency per case]({png.name})", ""]
-        bad = df[df["status"] != "ok"]
-        if not bad.empty:
-            md += ["## Cases that did not pass", ""]
-            md += [f"- {r.status}: `{r.backend}` {r.name}: {r.error}" for r in bad.itertuples()]
-            md.append("")
-        flagged = df[(df["throttled"]) | (df["converged"] == False)]  # noqa: E712
-        if not flagged.empty:
-            md += ["## Flagged results", ""]
-            for r in flagged.itertuples():
-                why = []
-                if r.throttled:
-                    why.append("GPU clocks were throttled")
-                if r.converged is False:
-                    why.append(f"noise target not met ({r.rse * 100:.2f}%)")
-                md.append(f"- `{r.backend}` {r.name}: {'; '.join(why)}")
-            md.append("")
+    blocks = build_blocks(run, out)
     path = out / "report.md"
-    path.write_text("\n".join(md) + "\n")
+    path.write_text(to_markdown(blocks))
+    (out / "report.html").write_text(to_html(blocks, str(blocks[0].content)))
     return path

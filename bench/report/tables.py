@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.roofline import Peak, bound_ms, ceilings, math_precision
 from bench.store import load_layers, load_records, read_run_info
 
 SPEC_COLUMNS = ["batch", "in_channels", "out_channels", "height", "width", "kernel", "stride",
@@ -25,6 +26,7 @@ class Run:
     info: dict[str, Any]
     records: pd.DataFrame
     layers: pd.DataFrame
+    peak: Peak | None = None  # roofline ceilings used for ``pct_of_bound`` (None: unknown)
 
 
 def _flatten(r: dict[str, Any]) -> dict[str, Any]:
@@ -56,6 +58,9 @@ def _flatten(r: dict[str, Any]) -> dict[str, Any]:
                throttled=bool(r.get("throttled")))
     gpu = r.get("gpu") or {}
     row.update(gpu_name=gpu.get("name"), gpu_uuid=gpu.get("uuid"))
+    clocks = r.get("clocks") or {}
+    after = clocks.get("after") or {}
+    row["sm_clock_mhz"] = after.get("sm_mhz", after.get("sm_clock_mhz"))
     return row
 
 
@@ -63,15 +68,72 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame([_flatten(r) for r in records])
 
 
+def layer_kind(name: str, type_: str | None) -> str:
+    """reformat / convolution / activation / other: what a per-layer bar is coloured by.
+
+    TensorRT names its inserted format conversions "Reformatting CopyNode for ..." (type
+    "Reformat"); torch reports aten ops and cuDNN/CUTLASS kernels."""
+    text = f"{name} {type_ or ''}".lower()
+    if "reformat" in text or "copynode" in text or "nchwtonhwc" in text or "nhwctonchw" in text:
+        return "reformat"
+    if "conv" in text or "cudnn" in text or "implicit_gemm" in text or "sm80_xmma" in text \
+            or "sm90_xmma" in text or "gemm" in text or "fprop" in text:
+        return "convolution"
+    if "relu" in text or "activation" in text or "pointwise" in text:
+        return "activation"
+    return "other"
+
+
 def layers_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     flat = [{"case_key": row["case_key"], "backend": row["backend"], **layer}
             for row in rows for layer in row.get("layers", [])]
-    return pd.DataFrame(flat)
+    df = pd.DataFrame(flat)
+    if not df.empty:
+        df["kind"] = [layer_kind(str(n), t if isinstance(t, str) else None)
+                      for n, t in zip(df["name"], df.get("type", [None] * len(df)))]
+    return df
+
+
+def add_roofline(df: pd.DataFrame, peak: Peak | None, gpu: dict[str, Any] | None) -> pd.DataFrame:
+    """Columns ``ceiling`` (which precision's peak), ``peak_tflops``, ``bandwidth_gbps``,
+    ``bound_ms``, ``bound_by`` (compute/memory) and ``pct_of_bound`` (100 = at the hardware
+    limit). All None for a CPU run or a GPU without known ceilings."""
+    df = df.copy()
+    cols = {c: [None] * len(df) for c in ("ceiling", "peak_tflops", "bandwidth_gbps",
+                                           "bound_ms", "bound_by", "pct_of_bound")}
+    if peak is not None and not df.empty:
+        for i, r in enumerate(df.itertuples(index=False)):
+            if r.device != "cuda" or r.flops is None:
+                continue
+            prec = math_precision(str(r.precision), bool(r.tf32), gpu)
+            tf = peak.tflops.get(prec)
+            if not tf:
+                continue
+            b, side = bound_ms(float(r.flops), float(r.bytes_min), tf, peak.bandwidth_gbps)
+            cols["ceiling"][i], cols["peak_tflops"][i] = prec, tf
+            cols["bandwidth_gbps"][i], cols["bound_ms"][i], cols["bound_by"][i] = \
+                peak.bandwidth_gbps, b, side
+            med = r.median_ms
+            if med is not None and pd.notna(med) and med > 0:
+                cols["pct_of_bound"][i] = 100.0 * b / float(med)
+    for c, v in cols.items():
+        df[c] = pd.Series(v, index=df.index, dtype="object" if c in ("ceiling", "bound_by")
+                          else "float64")
+    return df
 
 
 def load(run_dir: str | Path) -> Run:
     """Load ``run_dir`` (run.json + records.jsonl + layers.jsonl) into DataFrames."""
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)
-    return Run(dir=run_dir, info=info, records=records_frame(load_records(run_dir)),
-               layers=layers_frame(load_layers(run_dir)))
+    gpu = info.get("gpu")
+    peak = ceilings(run_dir, gpu) if gpu else None
+    records = add_roofline(records_frame(load_records(run_dir)), peak, gpu)
+    return Run(dir=run_dir, info=info, records=records, layers=layers_frame(load_layers(run_dir)),
+               peak=peak)
+
+
+def samples(run_dir: str | Path) -> dict[tuple[str, str], list[float]]:
+    """Raw per-sample milliseconds by (case key, backend), for rank tests and trace exports."""
+    return {(r["case_key"], r["backend"]): list(r.get("samples_ms") or [])
+            for r in load_records(Path(run_dir))}
