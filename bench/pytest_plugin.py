@@ -1,0 +1,275 @@
+"""pytest plugin: convbench suites as tests, convbench's timing in pytest-benchmark's storage.
+
+``pytest suites/quickstart.toml`` (or ``--convbench-suite PATH``) collects one test per
+case × backend, e.g. ``quickstart.toml::conv[torch-3x3-relu]``, marked ``convbench``, with the
+backend's name, and ``gpu`` when the backend runs on CUDA. Each test runs the case through
+convbench's runner (build, check against the float64 reference, measure, profile), appends the
+record to ``results/<suite>/<run-id>/`` like ``convbench run``, and hands convbench's samples
+(CUDA-event times on a GPU, host times on a CPU) to pytest-benchmark, so ``--benchmark-json``,
+``--benchmark-autosave``, ``pytest-benchmark compare`` and ``--benchmark-compare-fail`` work on
+GPU-timed numbers. A failed check or build fails the test; an unsupported case is skipped with
+its reason. Hand-written tests use the ``conv_benchmark`` fixture.
+
+The plugin loads in every pytest run once convbench is installed, so it does nothing unless a
+suite file is collected or ``conv_benchmark`` is used: this module imports nothing heavy, and a
+``.toml`` file is collected only when named on the command line (never found by directory
+recursion, so ``pyproject.toml`` is left alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from bench.cli import add_timing_args, timing_overrides
+
+if TYPE_CHECKING:
+    from bench.backends.base import Backend
+    from bench.pytest_support import PytestRun
+    from bench.spec import ConvSpec
+    from bench.suite import Case, Suite, TimingConfig
+
+_RUN = pytest.StashKey["PytestRun"]()
+_PREFIX = "convbench_"
+
+
+# --- options -------------------------------------------------------------------------------------
+class _PrefixedGroup:
+    """Adapts pytest's option group to the argparse calls of ``bench.cli.add_timing_args``, so
+    the timing options are defined once and read ``--convbench-min-time-s`` etc. here."""
+
+    def __init__(self, group: Any) -> None:
+        self._group = group
+
+    def add_argument_group(self, *args: Any, **kwargs: Any) -> _PrefixedGroup:
+        return self
+
+    def add_argument(self, flag: str, **kwargs: Any) -> None:
+        self._group.addoption("--convbench-" + flag.lstrip("-"), **kwargs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("convbench", "convbench (suite files as benchmarks)")
+    g.addoption("--convbench-suite", action="append", default=[], metavar="PATH",
+                help="collect this suite file too (same as naming it as an argument)")
+    g.addoption("--convbench-out", default="results", metavar="DIR",
+                help="results root: one run directory per suite per session (default: results)")
+    g.addoption("--convbench-backend", action="append", default=None, metavar="NAME",
+                help="backend to run (repeatable; default: the suite's backends)")
+    g.addoption("--convbench-cache-dir", default=None, metavar="DIR",
+                help="engine/timing caches (default OUT/.cache)")
+    g.addoption("--convbench-device", type=int, default=0, help="CUDA device index")
+    add_timing_args(_PrefixedGroup(g))  # type: ignore[arg-type]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "convbench: a convbench case (a suite file's case × "
+                                       "backend, or a test using conv_benchmark)")
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU")
+    base = config.invocation_params.dir
+    known = {(base / a.split("::")[0]).resolve() for a in config.args}
+    for s in config.getoption("convbench_suite") or []:
+        path = (base / s).resolve()
+        if path not in known:  # collected in addition to the other arguments or testpaths
+            config.args.append(str(path))
+            known.add(path)
+
+
+def _run(config: pytest.Config) -> PytestRun:
+    """convbench's state for this session, created on the first suite item or fixture use."""
+    run = config.stash.get(_RUN, None)
+    if run is None:
+        from bench.pytest_support import PytestRun, command_line
+
+        opt = config.getoption
+        ns = argparse.Namespace(**{k.removeprefix(_PREFIX): v for k, v in vars(config.option)
+                                   .items() if k.startswith(_PREFIX)})
+        base = config.invocation_params.dir
+        cache = opt("convbench_cache_dir")
+        run = PytestRun(out=base / opt("convbench_out"),
+                        cache_dir=base / cache if cache else None,
+                        timing_overrides=timing_overrides(ns),
+                        device_index=opt("convbench_device"),
+                        command=command_line(config.invocation_params.args))
+        config.stash[_RUN] = run
+    return run
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    run = session.config.stash.get(_RUN, None)
+    if run is not None:
+        run.close()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    run = config.stash.get(_RUN, None)
+    if run is None or not run.run_dirs():
+        return
+    terminalreporter.write_sep("-", "convbench")
+    for d in run.run_dirs():
+        terminalreporter.write_line(f"results: {d}  (report: convbench report {d})")
+
+
+# --- collection ----------------------------------------------------------------------------------
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix == ".toml" and parent.session.isinitpath(file_path):
+        return SuiteFile.from_parent(parent, path=file_path)
+    return None
+
+
+def _case_ids(cases: tuple[Case, ...]) -> dict[int, str]:
+    """Readable, unique ids: the case's label or short name; a label shared by several cases
+    (a labelled layer swept over precisions) gets the short name, a tie after that the key."""
+    ids = {c.index: c.name for c in cases}
+    counts = Counter(ids.values())
+    for c in cases:
+        if counts[ids[c.index]] > 1 and c.label:
+            ids[c.index] = f"{c.label}-{c.spec.short_name()}"
+    counts = Counter(ids.values())
+    for c in cases:
+        if counts[ids[c.index]] > 1:
+            ids[c.index] = f"{ids[c.index]}-{c.key[:8]}"
+    return ids
+
+
+class SuiteFile(pytest.File):
+    """A convbench suite: one ``ConvItem`` per case × backend."""
+
+    def collect(self) -> Iterator[pytest.Item]:
+        from bench.errors import BenchError
+        from bench.pytest_support import effective_timing
+        from bench.suite import load_suite
+
+        run = _run(self.config)
+        try:
+            suite = load_suite(self.path)
+            timing = effective_timing(suite.timing, run.timing_overrides)
+            names = self.config.getoption("convbench_backend") or list(suite.backends)
+            backends = [run.backend_state(n) for n in names]
+        except BenchError as e:
+            raise self.CollectError(" ".join(str(e).split())) from None
+        ids = _case_ids(suite.cases)
+        for case in suite.cases:
+            for backend, reason in backends:
+                param = f"{backend.name}-{ids[case.index]}"
+                item = ConvItem.from_parent(self, name=f"conv[{param}]", param=param, case=case,
+                                            backend=backend, suite=suite, timing=timing)
+                _mark(item, backend, reason)
+                yield item
+
+
+def _mark(item: pytest.Item, backend: Backend, unavailable: str) -> None:
+    # backend names become markers when first used, so `pytest --strict-markers` accepts them
+    # without this plugin importing the backend registry in every pytest run
+    item.config.addinivalue_line("markers", f"{backend.name}: a convbench case of this backend")
+    item.add_marker("convbench")
+    item.add_marker(backend.name)
+    if unavailable:
+        item.add_marker(pytest.mark.skip(reason=f"backend {backend.name}: {unavailable}"))
+    elif backend.device == "cuda":
+        item.add_marker("gpu")
+
+
+class ConvItem(pytest.Item):
+    """One case of a suite on one backend."""
+
+    def __init__(self, *, param: str, case: Case, backend: Backend, suite: Suite,
+                 timing: TimingConfig, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.param = param
+        self.case = case
+        self.backend = backend
+        self.suite = suite
+        self.timing = timing
+        self.record: dict[str, Any] | None = None
+        # pytest-benchmark treats items using its fixture as benchmarks (--benchmark-only,
+        # --benchmark-skip); these are benchmarks through the same storage
+        self.fixturenames = ("benchmark",)
+        # -k also matches the spec's short name, key and precision of labelled cases
+        spec = case.spec
+        self.extra_keyword_matches.update({spec.short_name(), case.key, spec.precision})
+
+    def runtest(self) -> None:
+        rec = _run(self.config).measure(self.case, self.backend, self.timing, self.suite)
+        self.record = rec
+        _check(rec)
+        bs = getattr(self.config, "_benchmarksession", None)
+        if bs is not None and not bs.disabled:
+            from bench.pytest_support import BenchSource, benchmark_entry
+
+            source = BenchSource(name=self.name, fullname=self.nodeid, group=self.suite.name,
+                                 param=self.param, params={"backend": self.backend.name,
+                                                           "case": self.case.name})
+            bs.benchmarks.append(benchmark_entry(rec, source, self.suite.name, self.timing))
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"{self.suite.name}: {self.backend.name} {self.case.name}"
+
+
+def _check(rec: dict[str, Any]) -> None:
+    """Turn a record's status into the test's outcome."""
+    status = rec["status"]
+    if status == "ok":
+        return
+    if status == "unsupported":
+        pytest.skip(f"unsupported: {rec['error']}")
+    msg = f"{status}: {rec['error']}"
+    if rec.get("traceback"):
+        msg += "\n" + rec["traceback"]
+    pytest.fail(msg, pytrace=False)
+
+
+# --- fixture -------------------------------------------------------------------------------------
+@pytest.fixture
+def conv_benchmark(request: pytest.FixtureRequest, benchmark: Any) -> Callable[..., dict[str, Any]]:
+    """Measure one convolution with convbench and record it into pytest-benchmark.
+
+    ``conv_benchmark(spec, "torch", **timing)`` takes a ``ConvSpec`` (or its fields as a dict),
+    a backend name and optional ``[timing]`` keys (``min_time_s=0.1`` ...; the command line's
+    ``--convbench-*`` options override them), and returns the record ``convbench run`` stores:
+    ``stats`` in ms, ``check``, ``timing``, ``derived`` ... Like pytest-benchmark's
+    ``benchmark``, it can be called once per test. A failed check or build fails the test; an
+    unsupported case is skipped.
+    """
+    used = False
+
+    def measure(spec: ConvSpec | dict[str, Any], backend: str = "torch",
+                **timing: Any) -> dict[str, Any]:
+        nonlocal used
+        if used:
+            raise RuntimeError("conv_benchmark can be called once per test "
+                               "(parametrize the test to measure several cases)")
+        used = True
+        # pytest-benchmark warns about an unused fixture unless its mode is set; that warning
+        # is wrong here: the fixture's measurement is this one
+        benchmark._mode = "conv_benchmark(...)"
+        from bench.errors import BenchError
+        from bench.pytest_support import benchmark_entry, effective_timing
+        from bench.spec import ConvSpec
+        from bench.suite import Case, TimingConfig
+
+        run = _run(request.config)
+        the_spec = spec if isinstance(spec, ConvSpec) else ConvSpec.model_validate(spec)
+        try:
+            cfg = effective_timing(TimingConfig.model_validate(timing), run.timing_overrides)
+            b, reason = run.backend_state(backend)
+        except BenchError as e:
+            raise pytest.UsageError(str(e)) from None
+        if reason:
+            pytest.skip(f"backend {backend}: {reason}")
+        rec = run.measure(Case(index=0, spec=the_spec, label=request.node.name), b, cfg, None)
+        _check(rec)
+        if not benchmark.disabled:
+            from bench.pytest_support import FIXTURE_SUITE
+
+            # the real fixture as the source: name, params, group and has_error follow the test
+            benchmark.stats = benchmark_entry(rec, benchmark, FIXTURE_SUITE, cfg)
+            request.config._benchmarksession.benchmarks.append(benchmark.stats)
+        return rec
+
+    return measure
