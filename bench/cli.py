@@ -205,6 +205,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 #: at module level. One line per module, so features stay in their own modules.
 COMMAND_MODULES: list[str] = [
     "bench.scale.cli",
+    "bench.compare",
+    "bench.export",
+    "bench.calibrate",
 ]
 
 

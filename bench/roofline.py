@@ -109,10 +109,15 @@ def known_gpus() -> list[str]:
 CALIBRATION_SCHEMA = 1
 
 
+def normalize_uuid(uuid: str) -> str:
+    """NVML writes ``GPU-1234abcd-...``, CUDA APIs often the bare hex: compare them alike."""
+    u = re.sub(r"^gpu-", "", str(uuid).strip().lower())
+    return re.sub(r"[^a-z0-9_.-]", "_", u)
+
+
 def calibration_path(root: str | Path, uuid: str) -> Path:
     """Where ``convbench calibrate`` stores the ceilings of GPU ``uuid`` under a results root."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", uuid)
-    return Path(root) / "calibration" / f"{safe}.json"
+    return Path(root) / "calibration" / f"{normalize_uuid(uuid)}.json"
 
 
 def read_calibration(path: str | Path) -> Peak:

@@ -93,7 +93,8 @@ def _md_table(df: pd.DataFrame) -> str:
 
 def _inline_html(text: str) -> str:
     """Escape, then turn Markdown `code` spans into <code>."""
-    return re.sub(r"`([^`]*)`", r"<code>\1</code>", html.escape(text, quote=False))
+    text = re.sub(r"`([^`]*)`", r"<code>\1</code>", html.escape(text, quote=False))
+    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", text)
 
 
 def _html_table(df: pd.DataFrame, css_id: str = "") -> str:
