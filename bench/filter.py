@@ -32,6 +32,8 @@ def parse_filter(text: str) -> Callable[[Case], bool]:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as e:
         raise BenchError(f"--filter: invalid expression {text!r} ({e.msg})") from None
+    except ValueError as e:  # e.g. NUL bytes on Pythons that do not call it a SyntaxError
+        raise BenchError(f"--filter: invalid expression {text!r} ({e})") from None
     _validate(tree.body, text)
     return lambda case: bool(_eval(tree.body, _fields(case)))
 
@@ -66,8 +68,8 @@ def _validate_operand(node: ast.AST, text: str) -> None:
         for e in node.elts:
             _validate_operand(e, text)
     elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(
-            node.operand, ast.Constant):
-        pass
+            node.operand, ast.Constant) and isinstance(node.operand.value, (int, float)):
+        pass  # a negative number; -'fp16' or -None would fail at evaluation time
     elif not (isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str, bool))
               or isinstance(node, ast.Constant) and node.value is None):
         raise BenchError(f"--filter: only field names and constants are allowed in {text!r}")
