@@ -74,11 +74,11 @@ def precision_findings(df: pd.DataFrame, layers: pd.DataFrame, slow: str = "fp32
         for r in faster.itertuples(index=False) if len(g) < 3 else ():
             out.append(Finding("precision", (
                 f"`{backend}`: {fast} is {_x(r.speedup)} faster than {slow} for "
-                f"{_case(r, axes) or r.name_slow}: {_ms(r.median_ms_fast)} vs "
+                f"{_case(r, axes) or r.name_fast}: {_ms(r.median_ms_fast)} vs "
                 f"{_ms(r.median_ms_slow)}.")))
         for r in slower.sort_values("speedup").itertuples(index=False):
             text = (f"`{backend}`: {fast} is slower than {slow} for "
-                    f"{_case(r, axes) or r.name_slow}: {_ms(r.median_ms_fast)} vs "
+                    f"{_case(r, axes) or r.name_fast}: {_ms(r.median_ms_fast)} vs "
                     f"{_ms(r.median_ms_slow)} ({_x(1 / r.speedup)} the time)")
             share = reformat.get((r.case_key_fast, backend))
             if share is not None and share >= 0.2:

@@ -215,7 +215,7 @@ def speedup_table(df: pd.DataFrame, column: str, slow: str, fast: str) -> pd.Dat
     b = k[k[column] == fast].drop_duplicates(kc)
     if a.empty or b.empty:
         return pd.DataFrame()
-    m = a.merge(b[[*kc, "median_ms", "median_ci_low_ms", "median_ci_high_ms", "case_key"]],
+    m = a.merge(b[[*kc, "median_ms", "median_ci_low_ms", "median_ci_high_ms", "case_key", "name"]],
                 on=kc, suffixes=("_slow", "_fast"))
     if m.empty:
         return m
