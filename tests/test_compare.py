@@ -116,7 +116,10 @@ def test_compare_plot_draws_the_ratios(tmp_path: Path) -> None:
 
     fig = compare_figure(cmp.table, cmp.threshold)
     ax = fig.axes[0]
-    widths = [p.get_width() for p in ax.containers[0].patches]
+    from matplotlib.container import BarContainer
+
+    bars = next(c for c in ax.containers if isinstance(c, BarContainer))
+    widths = [p.get_width() for p in bars.patches]
     np.testing.assert_allclose(sorted(widths), sorted(cmp.table["ratio"] - 1), atol=1e-12)
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert labels[0] == "3x3 (torch)"  # FAST first: no SLOW in this comparison
