@@ -101,11 +101,29 @@ def _slice_for(df: pd.DataFrame, axes: list[str], vary: list[str]) -> tuple[pd.D
     return df[mask], held
 
 
+SHORT = {"batch": "N", "in_channels": "C", "out_channels": "K", "height": "H", "width": "W",
+         "kernel": "RxS", "stride": "stride", "padding": "pad", "dilation": "dil",
+         "groups": "groups", "activation": "act", "workspace": "ws", "opt_level": "opt"}
+
+
 def _held_text(held: dict[str, Any]) -> str:
+    """"others held at C=32, K=32, ...", wrapped so it fits above a plot."""
     if not held:
         return ""
-    parts = [f"{a}={axis_value(v)}" for a, v in held.items()]
-    return "others held at " + ", ".join(parts)
+    import textwrap
+
+    parts = [f"{SHORT.get(a, a)}={axis_value(v)}" for a, v in held.items()]
+    return "\n".join(textwrap.wrap("others held at " + ", ".join(parts), 90))
+
+
+def _log_y(ax: Any) -> None:
+    """Log y axis with plain tick labels (0.2, 0.5, 1) instead of 2×10⁻¹."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def _x_values(s: pd.Series, axis: str) -> tuple[np.ndarray, list[str] | None]:
@@ -160,7 +178,7 @@ def latency_axis_figure(df: pd.DataFrame, axis: str) -> Any | None:
         if xs.min() > 0 and xs.max() / xs.min() >= 8:
             ax.set_xscale("log", base=2)
             ax.set_xticks(sorted(set(xs)), [f"{v:g}" for v in sorted(set(xs))])
-    ax.set_yscale("log")
+    _log_y(ax)
     ax.set_xlabel(AXIS_LABEL.get(axis, axis))
     ax.set_ylabel("median latency per inference (ms)")
     title = f"Latency vs {AXIS_LABEL.get(axis, axis)} (band: 95 % CI of the median)"
@@ -187,7 +205,7 @@ def latency_case_figure(df: pd.DataFrame) -> Any | None:
         ax.errorbar(g["case_index"], g["median_ms"], yerr=err, marker="o", ms=4, capsize=2,
                     linestyle="none", label=f"{backend} {prec}")
     ax.set_xticks(names["case_index"], names["name"], rotation=60, ha="right", fontsize=7)
-    ax.set_yscale("log")
+    _log_y(ax)
     ax.set_xlabel("case")
     ax.set_ylabel("median latency per inference (ms)")
     ax.set_title("Latency per case (whiskers: 95 % CI of the median)")
@@ -315,10 +333,11 @@ def roofline_figure(df: pd.DataFrame, peak: Any | None) -> Any | None:
         ax.text(0.01, 0.99, f"roofs: {peak.name}, {peak.bandwidth_gbps:g} GB/s ({src})",
                 transform=ax.transAxes, va="top", fontsize=8)
     else:
-        ax.text(0.01, 0.99, "no roofs: this device's ceilings are unknown "
-                "(run `convbench calibrate`)", transform=ax.transAxes, va="top", fontsize=8)
+        ax.text(0.01, 0.99, "no roofs: no ceilings known for this device (CPU run, or a GPU "
+                "missing from the datasheet table: run `convbench calibrate`)",
+                transform=ax.transAxes, va="top", fontsize=8)
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    _log_y(ax)
     ax.set_xlabel("arithmetic intensity (FLOP / byte, minimum traffic)")
     ax.set_ylabel("achieved TFLOP/s")
     ax.set_title("Roofline: achieved throughput vs arithmetic intensity")
