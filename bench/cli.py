@@ -98,8 +98,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.scale.cli import run_scaled, wants_scale_out
 
     summary = run_scaled(suite, opts, args) if wants_scale_out(args) else run_suite(suite, opts)
+    from rich.markup import escape
+
     for name, reason in summary.unavailable.items():
-        out.print(f"[yellow]skipped backend {name}: {reason}[/]")
+        out.print(f"[yellow]skipped backend {name}: {escape(reason)}[/]")
     _print_summary(out, summary.records)
     if summary.skipped:
         out.print(f"resumed: {summary.skipped} case(s) already done were skipped")
@@ -131,6 +133,7 @@ def _print_cases(out: Any, suite: Any, cases: list[Any]) -> None:
 
 
 def _print_summary(out: Any, records: list[dict[str, Any]]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     if not records:
@@ -154,7 +157,8 @@ def _print_summary(out: Any, records: list[dict[str, Any]]) -> None:
     out.print(t)
     bad = [r for r in records if r["status"] != "ok"]
     for r in bad[:20]:
-        out.print(f"[red]{r['status']}[/] {r['backend']} {r['name']}: {r.get('error')}")
+        out.print(f"[red]{r['status']}[/] {r['backend']} {escape(r['name'])}: "
+                  f"{escape(str(r.get('error')))}")
 
 
 # --- show / doctor / report ---------------------------------------------------------------------
@@ -168,6 +172,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    from rich.markup import escape
     from rich.table import Table
 
     from bench.backends.registry import backend_status
@@ -177,14 +182,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         t.add_column(col)
     for name, ok, reason, versions in backend_status():
         detail = ", ".join(f"{k} {v}" for k, v in versions.items()) if ok else reason
-        t.add_row(name, "[green]yes" if ok else "[red]no", detail)
+        t.add_row(name, "[green]yes" if ok else "[red]no", escape(detail))
     out = _console()
     out.print(t)
     from bench.gpu import cuda
 
     reason = cuda.unavailable_reason()
     if reason:
-        out.print(f"CUDA: {reason}")
+        out.print(f"CUDA: {escape(reason)}")
     else:
         info = cuda.Device(0).info
         out.print(f"CUDA device 0: {info.name}, CC {info.cc[0]}.{info.cc[1]}, {info.sm_count} SMs,"
@@ -208,6 +213,7 @@ COMMAND_MODULES: list[str] = [
     "bench.compare",
     "bench.export",
     "bench.calibrate",
+    "bench.profile_cmd",
 ]
 
 

@@ -99,14 +99,25 @@ class GpuSession:
 
 
 @contextlib.contextmanager
-def _range(message: str, payload: int | None = None) -> Iterator[None]:
-    try:
-        from bench.gpu import nvtx
-    except ImportError:  # TEMPORARY until bench/gpu/nvtx.py lands
-        yield
-        return
+def nvtx_range(message: str, payload: int | None = None) -> Iterator[None]:
+    from bench.gpu import nvtx
+
     with nvtx.annotate(message, payload=payload):
         yield
+
+
+@contextlib.contextmanager
+def _profiler_range(enabled: bool) -> Iterator[None]:
+    if not enabled:
+        yield
+        return
+    from bench.gpu import cuda
+
+    cuda.profiler_start()
+    try:
+        yield
+    finally:
+        cuda.profiler_stop()
 
 
 # --- one case ---------------------------------------------------------------------------------
@@ -129,8 +140,13 @@ def _source(engine: Engine, mode: str, l2: str, gpu: GpuSession | None,
 
 
 def measure_case(case: Case, backend: Backend, timing: TimingConfig, gpu: GpuSession | None,
-                 cache_dir: Path | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Build, check, time and profile one case; returns (record, layers row or None)."""
+                 cache_dir: Path | None, profiler_range: bool = False,
+                 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Build, check, time and profile one case; returns (record, layers row or None).
+
+    ``profiler_range``: wrap the timed region in cudaProfilerStart/Stop, so that
+    ``nsys --capture-range=cudaProfilerApi`` and ``ncu --profile-from-start off`` see only it.
+    """
     spec = case.spec
     rec: dict[str, Any] = {
         "case_index": case.index, "case_key": case.key, "label": case.label, "name": case.name,
@@ -147,10 +163,10 @@ def measure_case(case: Case, backend: Backend, timing: TimingConfig, gpu: GpuSes
     engine: Engine | None = None
     try:
         data = make_data(spec)
-        with _range("build"):
+        with nvtx_range("build"):
             engine = backend.build(spec, data, cache_dir)
         rec["build"] = engine.info.to_json()
-        with _range("check"):
+        with nvtx_range("check"):
             engine.set_input(data.x)
             engine.enqueue(stream)
             out = engine.output(stream)
@@ -170,7 +186,7 @@ def measure_case(case: Case, backend: Backend, timing: TimingConfig, gpu: GpuSes
         source = _source(engine, mode, timing.l2, gpu if engine.device == "cuda" else None,
                          settings)
         try:
-            with _range("measure"):
+            with nvtx_range("measure"), _profiler_range(profiler_range and stream is not None):
                 samples: Samples = measure(source, settings)
         finally:
             close = getattr(source, "close", None)
@@ -185,7 +201,7 @@ def measure_case(case: Case, backend: Backend, timing: TimingConfig, gpu: GpuSes
         rec["throttled"] = any(bool(c and c.get("throttled")) for c in
                                (clocks_before, clocks_after))
         if timing.profile_iters:
-            with _range("profile"):
+            with nvtx_range("profile"):
                 layers = engine.layer_profile(stream, timing.profile_iters)
             if layers:
                 layers_row = {"case_key": case.key, "backend": backend.name,
@@ -277,11 +293,12 @@ def run_suite(suite: Suite, opts: RunOptions,
                          - len(todo), unavailable=unavailable)
     progress = _progress(opts.progress)
     try:
-        with progress, _range(f"suite {suite.name}"):
+        with progress, nvtx_range(f"suite {suite.name}"):
             task = progress.add_task("", total=len(todo))
             for case, backend in todo:
                 progress.update(task, description=f"{backend.name} {case.name}")
-                with _range(f"case {case.index} {backend.name} {case.name}", payload=case.index):
+                with nvtx_range(f"case {case.index} {backend.name} {case.name}",
+                                payload=case.index):
                     rec, layers = measure_case(case, backend, timing, gpu, cache_dir)
                 store.append(rec)
                 if layers:
