@@ -14,6 +14,8 @@ The plugin loads in every pytest run once convbench is installed, so it does not
 suite file is collected or ``conv_benchmark`` is used: this module imports nothing heavy, and a
 ``.toml`` file is collected only when named on the command line (never found by directory
 recursion, so ``pyproject.toml`` is left alone).
+
+PYTEST_DONT_REWRITE: no asserts here; the module may be imported before pytest loads it.
 """
 
 from __future__ import annotations
@@ -242,6 +244,7 @@ def conv_benchmark(request: pytest.FixtureRequest, benchmark: Any) -> Callable[.
                 **timing: Any) -> dict[str, Any]:
         nonlocal used
         if used:
+            benchmark.has_error = True  # as pytest-benchmark does: a reused fixture is not saved
             raise RuntimeError("conv_benchmark can be called once per test "
                                "(parametrize the test to measure several cases)")
         used = True

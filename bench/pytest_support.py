@@ -171,10 +171,7 @@ def _roofline(rec: dict[str, Any]) -> dict[str, Any]:
     gpu = rec.get("gpu")
     if not gpu or not rec.get("run_dir"):
         return {}
-    try:
-        from bench import roofline
-    except ImportError:  # TEMPORARY until bench/roofline.py lands
-        return {}
+    from bench import roofline
     peak = roofline.ceilings(rec["run_dir"], gpu)
     if peak is None:
         return {}
