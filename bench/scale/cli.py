@@ -24,7 +24,8 @@ def add_scale_args(p: argparse.ArgumentParser) -> None:
 
 
 def wants_scale_out(args: argparse.Namespace) -> bool:
-    return bool(args.gpus or args.workers or args.executor or args.address)
+    return any(getattr(args, n, None) is not None for n in ("gpus", "workers", "executor",
+                                                             "address"))
 
 
 def run_scaled(suite: Any, opts: Any, args: argparse.Namespace) -> Any:
@@ -33,7 +34,7 @@ def run_scaled(suite: Any, opts: Any, args: argparse.Namespace) -> Any:
     if args.address and executor != "ray":
         raise BenchError("--address is for --executor ray")
     if executor == "ray":
-        if args.gpus:
+        if args.gpus is not None:
             raise BenchError("--gpus is for the local executor; Ray uses every GPU of the "
                              "cluster (limit with --workers N)")
         from bench.scale.ray_executor import run_ray
@@ -41,11 +42,11 @@ def run_scaled(suite: Any, opts: Any, args: argparse.Namespace) -> Any:
         return run_ray(suite, opts, address=args.address, workers=args.workers)
     from bench.scale.local import cpu_slots, gpu_slots, run_local
 
-    if args.gpus and args.workers:
+    if args.gpus is not None and args.workers is not None:
         raise BenchError("--gpus and --workers: pick one (GPU workers or CPU workers)")
-    if not (args.gpus or args.workers):
+    if args.gpus is None and args.workers is None:
         raise BenchError("--executor local needs --gpus all|0,1,... or --workers N")
-    slots = gpu_slots(args.gpus) if args.gpus else cpu_slots(args.workers)
+    slots = gpu_slots(args.gpus) if args.gpus is not None else cpu_slots(args.workers)
     return run_local(suite, opts, slots)
 
 

@@ -93,6 +93,8 @@ def run_ray(suite: Suite, opts: RunOptions, address: str | None = None,
 
 
 def _run(ray: Any, sweep: Sweep, opts: RunOptions, workers: int | None) -> RunSummary:
+    if workers is not None and workers < 1:
+        raise BenchError(f"--workers {workers}: needs at least 1")
     gpus = cluster_gpus(ray)
     if workers is None and gpus == 0:
         raise BenchError("Ray: the cluster has no GPU; pass --workers N to run N CPU actors")
