@@ -115,6 +115,7 @@ class Case:
     index: int
     spec: ConvSpec
     label: str = ""
+    variant: str = ""  # the swept values of a labelled case, e.g. "batch=32"
 
     @property
     def key(self) -> str:
@@ -122,7 +123,11 @@ class Case:
 
     @property
     def name(self) -> str:
-        return self.label or self.spec.short_name()
+        """The label (plus the swept values, so each point has its own name), else the
+        spec's short name."""
+        if not self.label:
+            return self.spec.short_name()
+        return f"{self.label} {self.variant}" if self.variant else self.label
 
 
 @dataclass(frozen=True)
@@ -230,8 +235,16 @@ def _expand(model: SuiteFile, source: str, max_cases: int) -> list[Case]:
             if spec.key in seen:
                 continue  # the same conv reached twice (e.g. padding 1 and "same"): run it once
             seen[spec.key] = len(out)
-            out.append(Case(index=len(out), spec=spec, label=label))
+            variant = ",".join(f"{k}={_fmt(v)}" for part in combo for k, v in part.items())
+            out.append(Case(index=len(out), spec=spec, label=label,
+                            variant=variant if label else ""))
     return out
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, list):
+        return "x".join(str(e) for e in v)
+    return str(v)
 
 
 def _guess_key(msg: str) -> str:

@@ -22,7 +22,7 @@ FAST = """
 warmup_s = 0.01
 min_samples = 3
 min_time_s = 0.01
-max_time_s = 0.2
+max_time_s = 3.0
 target_rse = 0.5
 profile_iters = 2
 """

@@ -50,6 +50,8 @@ padding = 1
 """)
     assert [(c.label, c.spec.batch) for c in s.cases] == [("a", 1), ("a", 32), ("b", 1),
                                                           ("b", 32)]
+    # each point of a swept labelled case has its own name
+    assert [c.name for c in s.cases] == ["a batch=1", "a batch=32", "b batch=1", "b batch=32"]
 
 
 def test_duplicate_convs_run_once() -> None:
