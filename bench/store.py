@@ -7,10 +7,12 @@ dropped, never merged with the next record.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import secrets
+import shutil
 import time
 import warnings
 from collections.abc import Iterator
@@ -41,8 +43,10 @@ def check_schema(obj: dict[str, Any], where: str) -> None:
 
 
 def _write_error(path: Path, e: OSError) -> BenchError:
-    if e.errno == errno.ENOSPC:
-        return BenchError(f"{path}: disk full; every record written before this one is kept")
+    # EFBIG: a file size limit (quota, RLIMIT_FSIZE) is a full disk for this file
+    if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        why = "disk full" if e.errno == errno.ENOSPC else f"disk full ({e.strerror})"
+        return BenchError(f"{path}: {why}; every record written before this one is kept")
     if e.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
         return BenchError(f"{path}: not writable ({e.strerror})")
     return BenchError(f"{path}: cannot write ({e.strerror or e})")
@@ -66,7 +70,12 @@ class RunStore:
         except OSError as e:
             raise _write_error(run_dir, e) from None
         store = cls(run_dir)
-        store.write_run_info({"schema": SCHEMA_VERSION, **run_info})
+        try:
+            store.write_run_info({"schema": SCHEMA_VERSION, **run_info})
+        except BenchError:
+            # a run directory without run.json can be neither resumed nor reported: remove it
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
         return store
 
     @classmethod
@@ -103,11 +112,26 @@ class RunStore:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                # one write() call: an append of this size is not interleaved with others
-                written = os.write(fd, data)
-                if written != len(data):
-                    raise OSError(errno.ENOSPC, "short write")
-                os.fsync(fd)
+                start = os.fstat(fd).st_size
+                try:
+                    # one write() call: an append of this size is not interleaved with others
+                    written = os.write(fd, data)
+                    if written != len(data):
+                        # the disk filled up part-way; writing the rest reports why (ENOSPC,
+                        # EFBIG...) or, if space came back, completes the line
+                        rest = memoryview(data)[written:]
+                        while rest:
+                            n = os.write(fd, rest)
+                            if n == 0:
+                                raise OSError(errno.ENOSPC, "No space left on device")
+                            rest = rest[n:]
+                    os.fsync(fd)
+                except OSError:
+                    # take back a partial line so the file stays whole for readers and --resume
+                    # (one process writes a run's files: the driver, also when scaled out)
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, start)
+                    raise
             finally:
                 os.close(fd)
         except OSError as e:
