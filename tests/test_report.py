@@ -139,7 +139,7 @@ def test_latency_axis_plot_draws_the_medians_of_the_held_slice() -> None:
     ax = fig.axes[0]
     lines = {ln.get_label(): ln for ln in ax.get_lines()}
     assert set(lines) == {"tensorrt fp16", "tensorrt fp32", "torch fp16", "torch fp32"}
-    held = "out_channels=256"
+    held = "K=256"
     assert held in ax.get_title()
     ok = df[(df["status"] == "ok") & (df["out_channels"] == 256) & df["workspace"].isna()]
     for label, line in lines.items():
