@@ -1,0 +1,551 @@
+#!/usr/bin/env python
+"""Fidelity benchmark: convbench's GPU timers against Nsight Compute (issue 3, item 7).
+
+Every case of ``suites/fidelity.toml`` is built with the torch (cuDNN) backend and timed by
+
+- convbench: ``graph`` (warm L2), ``events`` (warm L2) and ``graph`` with a cold L2;
+- ``triton.testing.do_bench`` (median; it clears a 256 MB buffer before every call);
+- Nsight Compute as the reference: ``gpu__time_duration.sum`` of every kernel, summed per call,
+  median over the calls, with ``--clock-control none`` and ``--cache-control none`` (warm) or
+  ``all`` (cold). ncu's defaults lock clocks to base and flush caches; both bias a reference.
+
+ncu runs this script's ``--child`` mode, which runs each case a few times inside the NVTX
+range ``fidelity`` of the ``convbench`` domain (the only kernels profiled, via
+``--nvtx-include convbench@fidelity/``) with a ``spin_kernel`` (``torch.cuda._sleep``) before
+every call, so the kernels of the CSV split into calls by position, whatever ncu does with
+NVTX names. Two ncu processes in all: one warm, one cold.
+
+convbench and do_bench run ``--repeat`` passes (default 2) over all cases, which gives the
+run-to-run repeatability. Prints a markdown table and writes it to ``--out`` (and the raw
+numbers to the same path with ``.json``). One command on the GPU machine (~4-6 minutes):
+
+    python benchmarks/fidelity.py --out benchmarks/results/fidelity-h100.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import platform
+import resource
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+RANGE = "fidelity"  # the NVTX range (domain convbench) that holds every profiled call
+SEPARATOR = "spin_kernel"  # torch.cuda._sleep's kernel, launched before every profiled call
+METRIC = "gpu__time_duration.sum"
+_UNIT_US = {"nsecond": 1e-3, "ns": 1e-3, "usecond": 1.0, "us": 1.0, "msecond": 1e3, "ms": 1e3,
+            "second": 1e6, "s": 1e6}
+
+
+# --- ncu CSV (pure, tested on the CPU) --------------------------------------------------------
+@dataclass(frozen=True)
+class Kernel:
+    id: int
+    name: str
+    us: float
+
+
+def parse_ncu_csv(text: str, metric: str = METRIC) -> list[Kernel]:
+    """Kernels of an ``ncu --csv`` log in launch order, with ``metric`` in microseconds.
+
+    ncu's own ``==PROF==``/``==WARNING==`` lines may be mixed in; rows that do not have the
+    header's width are skipped.
+    """
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines)
+                  if "Metric Name" in line and "Kernel Name" in line), None)
+    if start is None:
+        raise ValueError("no ncu CSV header (a line with \"Kernel Name\" and \"Metric Name\") "
+                         "in the ncu output: did ncu profile any kernel?")
+    rows = csv.reader(lines[start:])
+    header = next(rows)
+    col = {name: i for i, name in enumerate(header)}
+    for need in ("ID", "Kernel Name", "Metric Name", "Metric Unit", "Metric Value"):
+        if need not in col:
+            raise ValueError(f"ncu CSV has no {need!r} column (columns: {header})")
+    out: list[Kernel] = []
+    for row in rows:
+        if len(row) != len(header) or row[col["Metric Name"]] != metric:
+            continue
+        unit = row[col["Metric Unit"]].strip()
+        if unit not in _UNIT_US:
+            raise ValueError(f"unknown unit {unit!r} for {metric}")
+        value = float(row[col["Metric Value"]].replace(",", ""))
+        out.append(Kernel(int(row[col["ID"]]), row[col["Kernel Name"]], value * _UNIT_US[unit]))
+    out.sort(key=lambda k: k.id)
+    return out
+
+
+def group_calls(kernels: Sequence[Kernel], n_calls: int,
+                separator: str = SEPARATOR) -> list[list[Kernel]]:
+    """Split kernels into calls: each call starts right after a separator kernel."""
+    calls: list[list[Kernel]] = []
+    for k in kernels:
+        if separator in k.name:
+            calls.append([])
+        elif not calls:
+            raise ValueError(f"kernel {k.name!r} (ID {k.id}) came before the first separator")
+        else:
+            calls[-1].append(k)
+    if len(calls) != n_calls:
+        raise ValueError(f"ncu profiled {len(calls)} calls, the child made {n_calls}: was every "
+                         f"call inside the NVTX range {RANGE!r}?")
+    return calls
+
+
+def summarize_calls(calls: Sequence[Sequence[Kernel]]) -> dict[str, Any]:
+    """Reference numbers of one case from its profiled calls."""
+    sums = [sum(k.us for k in c) for c in calls]
+    counts = [len(c) for c in calls]
+    longest = [max((k.us for k in c), default=0.0) for c in calls]
+    names = sorted({k.name for c in calls for k in c})
+    return {"us": statistics.median(sums), "calls_us": sums,
+            "kernels": statistics.mode(counts) if counts else 0,
+            "kernel_counts_differ": len(set(counts)) > 1,
+            "longest_us": statistics.median(longest) if longest else 0.0, "kernel_names": names}
+
+
+def err_pct(value: float | None, ref: float | None) -> float | None:
+    if value is None or ref is None or ref <= 0:
+        return None
+    return (value - ref) / ref * 100.0
+
+
+# --- child mode: the calls ncu profiles ---------------------------------------------------------
+def run_child(args: argparse.Namespace) -> int:
+    from bench.gpu import cuda, nvtx
+
+    if not nvtx.available():
+        print("fidelity child: the nvtx package is needed for ncu's NVTX filter: "
+              "pip install nvtx", file=sys.stderr)
+        return 3
+    import torch
+
+    from bench.backends.torch import TorchBackend
+    from bench.reference import make_data
+
+    cases = _cases(args)
+    device = cuda.Device(args.device)
+    stream = device.stream()
+    backend = TorchBackend()
+    torch_stream = torch.cuda.ExternalStream(stream.handle)
+    manifest: list[int] = []
+    for case in cases:
+        engine = backend.build(case.spec, make_data(case.spec))
+        try:
+            for _ in range(3):  # warm, outside the profiled range
+                engine.enqueue(stream)
+            stream.sync()
+            with nvtx.annotate(RANGE, payload=case.index):
+                for _ in range(args.calls):
+                    with torch.cuda.stream(torch_stream):
+                        torch.cuda._sleep(100)
+                    engine.enqueue(stream)
+                    stream.sync()
+                    manifest.append(case.index)
+        finally:
+            engine.close()
+    stream.close()
+    Path(args.manifest).write_text(json.dumps(manifest), encoding="utf-8")
+    return 0
+
+
+def run_ncu(args: argparse.Namespace, l2: str, workdir: Path) -> dict[str, Any]:
+    """One ncu process over every case; returns per-case references and the wall time."""
+    from bench.gpu.nvtx import ncu_include
+
+    csv_path = workdir / f"ncu-{l2}.csv"
+    manifest_path = workdir / f"manifest-{l2}.json"
+    cmd = [args.ncu, "--clock-control", "none",
+           "--cache-control", "none" if l2 == "warm" else "all",
+           "--nvtx", "--nvtx-include", ncu_include(RANGE), "--metrics", METRIC,
+           "--csv", "--print-units", "base", "--log-file", str(csv_path),
+           sys.executable, str(Path(__file__).resolve()), "--child",
+           "--suite", str(args.suite), "--calls", str(args.calls),
+           "--manifest", str(manifest_path), "--device", str(args.device)]
+    if args.filter:
+        cmd += ["--filter", args.filter]
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    _log(f"ncu {l2}: {shlex.join(cmd)}")
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False,
+                          timeout=args.ncu_timeout)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0 or not manifest_path.exists():
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
+        log = csv_path.read_text(errors="replace")[-2000:] if csv_path.exists() else ""
+        raise RuntimeError(f"ncu ({l2}) failed with exit code {proc.returncode}:\n{tail}\n"
+                           f"{log}\ncommand: {shlex.join(cmd)}")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    calls = group_calls(parse_ncu_csv(csv_path.read_text(errors="replace")), len(manifest))
+    per_case: dict[int, list[list[Kernel]]] = {}
+    for index, call in zip(manifest, calls):
+        per_case.setdefault(index, []).append(call)
+    return {"wall_s": wall, "command": shlex.join(cmd),
+            "cases": {i: summarize_calls(c) for i, c in per_case.items()}}
+
+
+# --- convbench and do_bench -------------------------------------------------------------------
+HARNESSES = (("graph", "graph", "warm"), ("events", "events", "warm"), ("cold", "graph", "cold"))
+
+
+def _do_bench(engine: Any, stream: Any) -> float | None:
+    try:
+        from triton.testing import do_bench
+    except ImportError:
+        return None
+    import torch
+
+    def fn() -> None:
+        engine.enqueue(stream)
+
+    # do_bench records its events on torch's current stream: make that convbench's stream
+    with torch.cuda.stream(torch.cuda.ExternalStream(stream.handle)):
+        try:
+            return float(do_bench(fn, return_mode="median"))
+        except TypeError:  # older triton: no return_mode
+            return float(do_bench(fn, quantiles=[0.5])[0])
+
+
+def measure_pass(cases: Sequence[Any], stream: Any, flusher: Any, settings: Any,
+                 with_do_bench: bool, label: str) -> dict[int, dict[str, Any]]:
+    from bench.backends.torch import TorchBackend
+    from bench.gpu.timers import make_source
+    from bench.reference import make_data
+    from bench.stats import summarize
+    from bench.timing import measure
+
+    backend = TorchBackend()
+    out: dict[int, dict[str, Any]] = {}
+    for n, case in enumerate(cases, 1):
+        t0 = time.perf_counter()
+        engine = backend.build(case.spec, make_data(case.spec))
+        res: dict[str, Any] = {"build_s": time.perf_counter() - t0}
+        try:
+            for key, mode, l2 in HARNESSES:
+                t1 = time.perf_counter()
+                source = make_source(engine, stream, mode, l2, flusher)
+                try:
+                    samples = measure(source, settings)
+                finally:
+                    source.close()
+                st = summarize(samples.ms)
+                res[key] = {"us": st.median * 1e3, "rse": samples.rse, "n": len(samples.ms),
+                            "iters_per_sample": samples.iters_per_sample,
+                            "converged": samples.converged,
+                            "wall_s": time.perf_counter() - t1,
+                            "info": getattr(source, "info", {})}
+            if with_do_bench:
+                t1 = time.perf_counter()
+                ms = _do_bench(engine, stream)
+                res["do_bench"] = None if ms is None else {
+                    "us": ms * 1e3, "wall_s": time.perf_counter() - t1}
+        finally:
+            engine.close()
+        out[case.index] = res
+        g = res["graph"]
+        _log(f"{label} {n}/{len(cases)} {case.name}: graph {g['us']:.2f} us "
+             f"(K={g['iters_per_sample']}, rse {g['rse'] * 100:.2f}%, {g['wall_s']:.2f} s)")
+    return out
+
+
+# --- report -----------------------------------------------------------------------------------
+def _f(x: float | None, digits: int = 1) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _pm(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:+.1f}"
+
+
+def _us(d: dict[str, Any] | None) -> float | None:
+    return None if not d else d.get("us")
+
+
+def build_rows(cases: Sequence[Any], passes: Sequence[dict[int, dict[str, Any]]],
+               ncu: dict[str, dict[str, Any] | None]) -> list[dict[str, Any]]:
+    rows = []
+    for case in cases:
+        first = passes[0][case.index]
+        warm = (ncu.get("warm") or {}).get("cases", {}).get(case.index)
+        cold = (ncu.get("cold") or {}).get("cases", {}).get(case.index)
+        row: dict[str, Any] = {"index": case.index, "name": case.name, "key": case.key,
+                               "ncu_warm": warm, "ncu_cold": cold}
+        for h in ("graph", "events", "cold", "do_bench"):
+            ref = cold if h in ("cold", "do_bench") else warm
+            row[h] = _us(first.get(h))
+            row[f"{h}_err"] = err_pct(row[h], ref["us"] if ref else None)
+            row[f"{h}_wall"] = (first.get(h) or {}).get("wall_s")
+            reruns = [_us(p[case.index].get(h)) for p in passes]
+            reruns = [r for r in reruns if r is not None]
+            row[f"{h}_rerun"] = ((max(reruns) - min(reruns)) / min(reruns) * 100
+                                 if len(reruns) > 1 and min(reruns) > 0 else None)
+        row["graph_rse"] = first["graph"]["rse"]
+        row["graph_k"] = first["graph"]["iters_per_sample"]
+        row["blocked"] = first["graph"]["info"].get("blocked")
+        rows.append(row)
+    return rows
+
+
+def check_targets(rows: Sequence[dict[str, Any]], n_passes: int) -> list[str]:
+    """The issue's targets, each as one line with the actual numbers."""
+    lines = []
+    big = [r for r in rows if r["ncu_warm"] and r["ncu_warm"]["us"] >= 50]
+    if big:
+        ok = [r for r in big if r["graph_err"] is not None and abs(r["graph_err"]) <= 1]
+        worst = max(big, key=lambda r: abs(r["graph_err"] or 0))
+        lines.append(f"- Accuracy, graph vs ncu warm within ±1 % (cases with kernels ≥ 50 µs): "
+                     f"{len(ok)}/{len(big)}; worst {_pm(worst['graph_err'])} % ({worst['name']})")
+        bigc = [r for r in rows if r["ncu_cold"] and r["ncu_cold"]["us"] >= 50]
+        okc = [r for r in bigc if r["cold_err"] is not None and abs(r["cold_err"]) <= 3]
+        if bigc:
+            worstc = max(bigc, key=lambda r: abs(r["cold_err"] or 0))
+            lines.append(f"- Accuracy, cold vs ncu cold within ±3 % (≥ 50 µs): "
+                         f"{len(okc)}/{len(bigc)}; worst {_pm(worstc['cold_err'])} % "
+                         f"({worstc['name']})")
+    with_ref = [r for r in rows if r["ncu_warm"] and r["graph"] is not None]
+    if with_ref:
+        leaks = [r for r in with_ref
+                 if r["graph"] > r["ncu_warm"]["us"] + 0.5 * r["ncu_warm"]["kernels"]]
+        short = [r for r in with_ref if r["graph"] < r["ncu_warm"]["longest_us"]]
+        lines.append(f"- No overhead leaks, graph ≤ ncu warm + 0.5 µs/kernel: "
+                     f"{len(with_ref) - len(leaks)}/{len(with_ref)}"
+                     + (f" (over: {', '.join(r['name'] for r in leaks)})" if leaks else ""))
+        lines.append(f"- Graph ≥ longest single kernel: {len(with_ref) - len(short)}/"
+                     f"{len(with_ref)}"
+                     + (f" (under: {', '.join(r['name'] for r in short)})" if short else ""))
+    if n_passes > 1:
+        parts = []
+        for h in ("graph", "events", "cold", "do_bench"):
+            vals = [r[f"{h}_rerun"] for r in rows if r[f"{h}_rerun"] is not None]
+            if vals:
+                ok = sum(v <= 1.0 for v in vals)
+                parts.append(f"{h} {ok}/{len(vals)} ({ok / len(vals) * 100:.0f} %)")
+        lines.append("- Repeatability, two passes within 1 % (target ≥ 95 % of cases): "
+                     + ", ".join(parts))
+    timed = [r for r in rows if r["ncu_warm"] and r["ncu_warm"]["us"] >= 20
+             and r["graph_wall"] is not None]
+    if timed:
+        walls = [r["graph_wall"] for r in timed]
+        quiet = sum(r["graph_rse"] <= 0.005 for r in timed)
+        lines.append(f"- Time to result, graph mode (kernels ≥ 20 µs): median "
+                     f"{statistics.median(walls):.2f} s, max {max(walls):.2f} s per case "
+                     f"(target ≤ 0.6 s); noise ≤ 0.5 % on {quiet}/{len(timed)}")
+    return lines
+
+
+def render(rows: Sequence[dict[str, Any]], meta: dict[str, Any], targets: list[str]) -> str:
+    head = ("| # | case | kernels | ncu warm µs | ncu cold µs | graph µs | err % | events µs | "
+            "err % | cold µs | err % (vs cold) | do_bench µs | err % (vs cold) | "
+            "rerun Δ % graph / do_bench | wall s graph / events / cold / do_bench |")
+    sep = "|" + "---|" * (head.count("|") - 1)
+    out = [f"# Fidelity: convbench vs Nsight Compute ({meta['gpu']})", "",
+           f"Command: `{meta['command']}`  ",
+           f"Date: {meta['date']}; torch {meta['torch']}, cuDNN {meta['cudnn']}, "
+           f"driver CUDA {meta['driver']}, ncu `{meta['ncu_version']}`  ",
+           f"Clocks before/after: {meta['clocks_before']} / {meta['clocks_after']}  ",
+           "Reference: ncu `gpu__time_duration.sum` summed over a call's kernels, median of "
+           f"{meta['calls']} calls, `--clock-control none`, `--cache-control none` (warm) / "
+           "`all` (cold; flushes before every kernel). convbench graph: back-to-back "
+           "inferences in one CUDA graph, blocked launch, warm L2; events: one event pair per "
+           "eager call; cold: one inference per sample after a ≥ 2×L2 memset. do_bench: "
+           "triton's median (it zeroes 256 MB before each call, so it is compared with ncu "
+           "cold). err % = (harness − ncu) / ncu.", "", head, sep]
+    for r in rows:
+        w, c = r["ncu_warm"], r["ncu_cold"]
+        kern = "n/a" if not w else f"{w['kernels']}" + ("*" if w["kernel_counts_differ"] else "")
+        out.append(
+            f"| {r['index']} | {r['name']} | {kern} | {_f(w and w['us'], 2)} | "
+            f"{_f(c and c['us'], 2)} | {_f(r['graph'], 2)} | {_pm(r['graph_err'])} | "
+            f"{_f(r['events'], 2)} | {_pm(r['events_err'])} | {_f(r['cold'], 2)} | "
+            f"{_pm(r['cold_err'])} | {_f(r['do_bench'], 2)} | {_pm(r['do_bench_err'])} | "
+            f"{_f(r['graph_rerun'], 2)} / {_f(r['do_bench_rerun'], 2)} | "
+            f"{_f(r['graph_wall'], 2)} / {_f(r['events_wall'], 2)} / {_f(r['cold_wall'], 2)} / "
+            f"{_f(r['do_bench_wall'], 2)} |")
+    out += ["", "## Targets", "", *targets, "",
+            f"- Device memory free before/after: {meta['free_before_mib']:.0f} / "
+            f"{meta['free_after_mib']:.0f} MiB; host RSS {meta['rss_before_mib']:.0f} → "
+            f"{meta['rss_after_mib']:.0f} MiB",
+            f"- ncu wall: warm {_f(meta['ncu_wall_warm'])} s, cold {_f(meta['ncu_wall_cold'])} s "
+            f"for {len(rows)} cases (one process each, startup and builds included)",
+            f"- Graph samples blocked until queued: {meta['blocked']}",
+            "- `*` after a kernel count: the profiled calls of that case did not all launch "
+            "the same number of kernels.", ""]
+    return "\n".join(out)
+
+
+# --- main -------------------------------------------------------------------------------------
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _cases(args: argparse.Namespace) -> list[Any]:
+    from bench.runner import select_cases
+    from bench.suite import load_suite
+
+    return select_cases(load_suite(args.suite), args.filter)
+
+
+def _rss_mib() -> float:
+    """Current resident set size (Linux), else the peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _ncu_version(ncu: str | None) -> str:
+    if not ncu:
+        return "not found"
+    try:
+        out = subprocess.run([ncu, "--version"], capture_output=True, text=True, timeout=60,
+                             check=False).stdout.strip().splitlines()
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out[-1] if out else "unknown"
+
+
+def run_parent(args: argparse.Namespace) -> int:
+    from bench.gpu import cuda, nvml
+
+    reason = cuda.unavailable_reason()
+    if reason:
+        print(f"fidelity: needs a CUDA GPU: {reason}", file=sys.stderr)
+        return 2
+    import torch
+
+    from bench.suite import load_suite
+
+    suite = load_suite(args.suite)
+    cases = _cases(args)
+    settings = suite.timing.settings()
+    device = cuda.Device(args.device)
+    info = device.info
+    stream = device.stream()
+    flusher = cuda.L2Flusher(device)
+    free_before, rss_before = device.mem_info()[0], _rss_mib()
+    clocks_before = nvml.clocks(info.uuid)
+    t_start = time.perf_counter()
+    passes = []
+    try:
+        for p in range(args.repeat):
+            passes.append(measure_pass(cases, stream, flusher, settings, not args.no_do_bench,
+                                       f"pass {p + 1}/{args.repeat}"))
+        torch.cuda.synchronize()
+    finally:
+        flusher.close()
+        stream.close()
+    free_after, rss_after = device.mem_info()[0], _rss_mib()
+    clocks_after = nvml.clocks(info.uuid)
+
+    ncu: dict[str, dict[str, Any] | None] = {"warm": None, "cold": None}
+    ncu_path = None if args.no_ncu else (args.ncu or shutil.which("ncu"))
+    if ncu_path:
+        args.ncu = ncu_path
+        with tempfile.TemporaryDirectory(prefix="fidelity-ncu-") as tmp:
+            for l2 in ("warm", "cold"):
+                ncu[l2] = run_ncu(args, l2, Path(tmp))
+    elif not args.no_ncu:
+        _log("fidelity: ncu not found on PATH (give --ncu PATH): no reference column")
+
+    rows = build_rows(cases, passes, ncu)
+    targets = check_targets(rows, len(passes))
+    meta = {
+        "gpu": f"{info.name}, {info.sm_count} SMs, L2 {info.l2_bytes >> 20} MiB",
+        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(),
+        "driver": _driver_version(), "ncu_version": _ncu_version(ncu_path),
+        "clocks_before": _clock_text(clocks_before), "clocks_after": _clock_text(clocks_after),
+        "calls": args.calls,
+        "free_before_mib": free_before / 2**20, "free_after_mib": free_after / 2**20,
+        "rss_before_mib": rss_before, "rss_after_mib": rss_after,
+        "ncu_wall_warm": (ncu["warm"] or {}).get("wall_s"),
+        "ncu_wall_cold": (ncu["cold"] or {}).get("wall_s"),
+        "blocked": sorted({str(r["blocked"]) for r in rows}),
+        "python": platform.python_version(), "wall_s": time.perf_counter() - t_start,
+    }
+    text = render(rows, meta, targets)
+    print(text)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        raw = {"meta": meta, "device": info.to_json(), "rows": rows,
+               "passes": [{str(k): v for k, v in p.items()} for p in passes],
+               "ncu": {k: None if v is None else {**v, "cases": {str(i): c for i, c in
+                                                               v["cases"].items()}}
+                       for k, v in ncu.items()}}
+        out.with_suffix(".json").write_text(json.dumps(raw, indent=1, default=str),
+                                            encoding="utf-8")
+        _log(f"fidelity: wrote {out} and {out.with_suffix('.json')}")
+    return 0
+
+
+def _driver_version() -> str:
+    from bench.gpu.cuda import _check, _driver
+
+    v = int(_check(_driver().cuDriverGetVersion(), "cuDriverGetVersion"))
+    return f"{v // 1000}.{v % 1000 // 10}"
+
+
+def _clock_text(c: dict[str, Any] | None) -> str:
+    if not c:
+        return "n/a"
+    reasons = ",".join(c["clock_event_reasons"]) or "none"
+    return (f"SM {c['sm_mhz']} MHz (max {c['max_sm_mhz']}), mem {c['mem_mhz']} MHz, "
+            f"{c['temperature_c']} °C, {_f(c['power_w'], 0)} W, reasons {reasons}"
+            + (" THROTTLED" if c["throttled"] else ""))
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--suite", type=Path, default=ROOT / "suites" / "fidelity.toml")
+    p.add_argument("--out", type=Path, help="write the markdown table here (and .json beside)")
+    p.add_argument("--filter", help="convbench --filter expression selecting cases")
+    p.add_argument("--repeat", type=int, default=2, help="passes of convbench and do_bench")
+    p.add_argument("--calls", type=int, default=5, help="profiled calls per case under ncu")
+    p.add_argument("--device", type=int, default=0)
+    p.add_argument("--ncu", help="path of ncu (default: from PATH)")
+    p.add_argument("--ncu-timeout", type=float, default=900.0)
+    p.add_argument("--no-ncu", action="store_true", help="skip the Nsight Compute reference")
+    p.add_argument("--no-do-bench", action="store_true")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--manifest", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.repeat < 1 or args.calls < 1:
+        p.error("--repeat and --calls must be at least 1")
+    if args.child and not args.manifest:
+        p.error("--child needs --manifest")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    return run_child(args) if args.child else run_parent(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,230 @@
+"""bench.gpu and the fidelity benchmark on a machine without a GPU: imports, the reasons given,
+and the pure parts (throttle reasons, graph sizing, ncu CSV parsing, the fidelity table)."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from bench.gpu import cuda, nvml, nvtx
+from bench.gpu.timers import iters_for, make_source
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BLOCK = textwrap.dedent("""
+    import importlib.abc, sys
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split('.')[0] in {'torch', 'tensorrt', 'cuda', 'pynvml', 'nvtx', 'triton'}:
+                raise ImportError(f'blocked {name}')
+    sys.meta_path.insert(0, Block())
+""")
+
+
+def test_gpu_modules_import_and_explain_without_cuda_python(cli_env: dict[str, str]) -> None:
+    code = BLOCK + textwrap.dedent("""
+        from bench.gpu import cuda, nvml, nvtx, timers
+        reason = cuda.unavailable_reason()
+        assert reason and "\\n" not in reason, reason
+        assert "cuda-python is not installed" in reason and "pip install" in reason, reason
+        try:
+            cuda.Device(0)
+        except cuda.CudaError as e:
+            assert reason in str(e), e
+        else:
+            raise AssertionError("Device(0) without cuda-python did not raise")
+        assert nvml.clocks("GPU-00000000-0000-0000-0000-000000000000") is None
+        assert "nvidia-ml-py" in nvml.unavailable_reason()
+        assert not nvtx.available()
+        with nvtx.annotate("case 1", payload=1):
+            pass
+        heavy = [m for m in sys.modules if m.split('.')[0] in {'torch', 'cuda', 'pynvml'}]
+        assert not heavy, heavy
+        print('ok')
+    """)
+    out = subprocess.run([sys.executable, "-c", code], env=cli_env, capture_output=True,
+                         text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_no_gpu_is_a_one_line_reason_and_a_clear_error() -> None:
+    reason = cuda.unavailable_reason()
+    if reason is None:
+        pytest.skip("this machine has a usable CUDA GPU")
+    assert "\n" not in reason and reason
+    with pytest.raises(cuda.CudaError, match="cuInit") as exc:
+        cuda.Device(0)
+    assert reason in str(exc.value)
+
+
+def test_cuda_error_names_the_call_and_the_error() -> None:
+    driver = pytest.importorskip("cuda.bindings.driver")
+    with pytest.raises(cuda.CudaError) as exc:
+        cuda._check((driver.CUresult.CUDA_ERROR_INVALID_VALUE,), "cuMemAlloc(8 bytes)")
+    assert str(exc.value).startswith("cuMemAlloc(8 bytes) failed: CUDA_ERROR_INVALID_VALUE")
+    assert exc.value.call == "cuMemAlloc(8 bytes)"
+    assert exc.value.error == "CUDA_ERROR_INVALID_VALUE"
+    assert cuda._check((driver.CUresult.CUDA_SUCCESS, 7), "x") == 7
+
+
+def test_clock_event_reasons_decode_and_flag_only_real_throttling() -> None:
+    assert nvml.decode_reasons(0) == ([], False)
+    assert nvml.decode_reasons(0x1) == (["gpu_idle"], False)
+    assert nvml.decode_reasons(0x2 | 0x10) == (["applications_clocks_setting", "sync_boost"],
+                                               False)
+    assert nvml.decode_reasons(0x4) == (["sw_power_cap"], True)
+    assert nvml.decode_reasons(0x20 | 0x40) == (["sw_thermal_slowdown", "hw_thermal_slowdown"],
+                                                True)
+    names, throttled = nvml.decode_reasons(0x8 | 0x1000)
+    assert names == ["hw_slowdown", "0x1000"] and throttled
+
+
+def test_graph_replays_are_sized_for_event_resolution() -> None:
+    assert iters_for(0.005, target_ms=0.2) == 40  # a 5 us case: 40 per replay
+    assert iters_for(0.3, target_ms=0.2) == 1  # longer than the target: one
+    assert iters_for(1e-6, target_ms=0.2, max_iters=1000) == 1000  # capped
+    assert iters_for(0.0) == 1000
+    assert iters_for(float("nan")) == 1
+
+
+def test_make_source_rejects_bad_modes_before_touching_the_gpu() -> None:
+    with pytest.raises(ValueError, match="'graph' or 'events'"):
+        make_source(None, None, "host", "warm", None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="needs an L2Flusher"):
+        make_source(None, None, "graph", "cold", None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="'warm' or 'cold'"):
+        make_source(None, None, "events", "tepid", None)  # type: ignore[arg-type]
+
+
+def test_nvtx_filter_strings() -> None:
+    assert nvtx.ncu_include("fidelity") == "convbench@fidelity/"
+    assert nvtx.nsys_capture("case 3") == "case 3@convbench"
+
+
+# --- the fidelity benchmark's pure parts --------------------------------------------------------
+@pytest.fixture(scope="module")
+def fidelity() -> ModuleType:
+    name = "convbench_fidelity_benchmark"
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / "fidelity.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(mod)
+    return mod
+
+
+HEADER = ('"ID","Process ID","Process Name","Host Name","Kernel Name","Context","Stream",'
+          '"Block Size","Grid Size","Device","CC","Section Name","Metric Name","Metric Unit",'
+          '"Metric Value"')
+
+
+def _row(i: int, name: str, value: str, unit: str = "nsecond") -> str:
+    return (f'"{i}","77","python3","host","{name}","1","13","(128, 1, 1)","(10, 1, 1)","0",'
+            f'"9.0","Command line profiler metrics","gpu__time_duration.sum","{unit}",'
+            f'"{value}"')
+
+
+SPIN = "at::cuda::(anonymous namespace)::spin_kernel(long)"
+CONV = "sm90_xmma_fprop_implicit_gemm_f32f32_tf32f32_f32_nchwkcrs_nchw_tilesize128x128x32"
+BIAS = "void at::native::elementwise_kernel<128, 4, add_kernel>(int, T3)"
+
+
+def test_ncu_csv_parses_in_launch_order_with_units_and_noise(fidelity: ModuleType) -> None:
+    text = "\n".join([
+        "==PROF== Connected to process 77 (/usr/bin/python3)",
+        HEADER,
+        _row(2, CONV, "12,345"),
+        "==PROF== Profiling \"kernel\": 0%....50%....100% - 1 pass",
+        _row(0, SPIN, "1,024"),
+        _row(1, BIAS, "1.5", unit="usecond"),
+        '"3","77","python3","host","x","1","13","(1,1,1)","(1,1,1)","0","9.0","s",'
+        '"other__metric","byte","5"',
+        "==PROF== Disconnected from process 77",
+    ])
+    kernels = fidelity.parse_ncu_csv(text)
+    assert [k.id for k in kernels] == [0, 1, 2]
+    assert [k.us for k in kernels] == pytest.approx([1.024, 1.5, 12.345])
+    assert kernels[2].name == CONV
+
+
+def test_ncu_csv_without_header_is_a_clear_error(fidelity: ModuleType) -> None:
+    with pytest.raises(ValueError, match="did ncu profile any kernel"):
+        fidelity.parse_ncu_csv("==PROF== Connected\n==PROF== Disconnected\n")
+
+
+def test_kernels_split_into_calls_at_separators(fidelity: ModuleType) -> None:
+    K = fidelity.Kernel
+    ks = [K(0, SPIN, 1.0), K(1, CONV, 10.0), K(2, BIAS, 2.0),
+          K(3, SPIN, 1.0), K(4, CONV, 11.0), K(5, BIAS, 2.0),
+          K(6, SPIN, 1.0), K(7, CONV, 30.0)]
+    calls = fidelity.group_calls(ks, 3)
+    assert [[k.id for k in c] for c in calls] == [[1, 2], [4, 5], [7]]
+    s = fidelity.summarize_calls(calls[:2])
+    assert s["us"] == pytest.approx(12.5) and s["kernels"] == 2
+    assert s["longest_us"] == pytest.approx(10.5) and not s["kernel_counts_differ"]
+    assert fidelity.summarize_calls(calls)["kernel_counts_differ"]
+    with pytest.raises(ValueError, match="profiled 3 calls, the child made 4"):
+        fidelity.group_calls(ks, 4)
+    with pytest.raises(ValueError, match="before the first separator"):
+        fidelity.group_calls([K(0, CONV, 1.0)] + ks, 3)
+
+
+def test_fidelity_table_and_targets_from_synthetic_results(fidelity: ModuleType) -> None:
+    from bench.suite import parse_suite
+
+    suite = parse_suite(textwrap.dedent("""
+        name = "t"
+        [defaults]
+        in_channels = 8
+        out_channels = 8
+        height = 8
+        width = 8
+        [[cases]]
+        label = "small"
+        [[cases]]
+        label = "big"
+        batch = 8
+    """))
+    small, big = suite.cases
+
+    def run(graph: float, events: float, cold: float, db: float) -> dict[str, object]:
+        def h(us: float) -> dict[str, object]:
+            return {"us": us, "rse": 0.001, "n": 100, "iters_per_sample": 10, "converged": True,
+                    "wall_s": 0.45, "info": {"blocked": True}}
+        return {"graph": h(graph), "events": h(events), "cold": h(cold),
+                "do_bench": {"us": db, "wall_s": 0.2}}
+
+    passes = [{0: run(14.0, 30.0, 20.0, 25.0), 1: run(101.0, 110.0, 130.0, 140.0)},
+              {0: run(14.0, 31.0, 20.5, 40.0), 1: run(101.5, 110.0, 130.0, 141.0)}]
+
+    def ref(us: float, kernels: int, longest: float) -> dict[str, object]:
+        return {"us": us, "kernels": kernels, "longest_us": longest,
+                "kernel_counts_differ": False, "calls_us": [us], "kernel_names": []}
+
+    ncu = {"warm": {"wall_s": 40.0, "cases": {0: ref(19.6, 3, 8.0), 1: ref(100.0, 1, 100.0)}},
+           "cold": {"wall_s": 42.0, "cases": {0: ref(25.0, 3, 10.0), 1: ref(128.0, 1, 128.0)}}}
+    rows = fidelity.build_rows([small, big], passes, ncu)
+    assert rows[1]["graph_err"] == pytest.approx(1.0)
+    assert rows[1]["cold_err"] == pytest.approx(130 / 128 * 100 - 100)
+    assert rows[0]["do_bench_rerun"] == pytest.approx(60.0)
+    targets = fidelity.check_targets(rows, 2)
+    text = "\n".join(targets)
+    assert "within ±1 % (cases with kernels ≥ 50 µs): 1/1" in text
+    assert "graph ≤ ncu warm + 0.5 µs/kernel: 1/2 (over: big)" in text
+    assert "graph 2/2 (100 %)" in text and "do_bench 1/2 (50 %)" in text
+    meta = {"gpu": "H100", "command": "fidelity.py", "date": "today", "torch": "2.11",
+            "cudnn": 91000, "driver": "13.0", "ncu_version": "2025.3", "clocks_before": "n/a",
+            "clocks_after": "n/a", "calls": 5, "free_before_mib": 1000.0,
+            "free_after_mib": 1000.0, "rss_before_mib": 500.0, "rss_after_mib": 510.0,
+            "ncu_wall_warm": 40.0, "ncu_wall_cold": 42.0, "blocked": ["True"]}
+    md = fidelity.render(rows, meta, targets)
+    table = [line for line in md.splitlines() if line.startswith("|")]
+    assert len(table) == 4 and len({line.count("|") for line in table}) == 1
+    assert "| 1 | big | 1 | 100.00 | 128.00 | 101.00 | +1.0 |" in md
