@@ -20,11 +20,12 @@ import argparse
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from bench.errors import BenchError
+
+if TYPE_CHECKING:  # pandas is imported where used: command modules load with every CLI call
+    import pandas as pd
 
 DEFAULT_THRESHOLD = 0.05
 DEFAULT_ALPHA = 0.001
@@ -94,6 +95,8 @@ def compare_runs(base_dir: str | Path, new_dir: str | Path,
                  threshold: float = DEFAULT_THRESHOLD, alpha: float = DEFAULT_ALPHA,
                  allow_different_gpus: bool = False) -> Comparison:
     """Match BASE and NEW by (case key, backend) and give each pair a verdict."""
+    import pandas as pd
+
     from bench.store import load_records, read_run_info
 
     base_dir, new_dir = Path(base_dir), Path(new_dir)

@@ -25,11 +25,12 @@ import argparse
 import json
 import re
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from bench.errors import BenchError
+
+if TYPE_CHECKING:  # pandas is imported where used: command modules load with every CLI call
+    import pandas as pd
 
 FORMATS = ("csv", "parquet")
 
