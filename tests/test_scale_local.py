@@ -48,8 +48,10 @@ def test_two_cpu_workers_run_the_quickstart_suite(tmp_path: Path) -> None:
     assert info["suite_text"] == suite.text and "torch" in info["backends"]
     session = info["executors"][0]
     assert session["kind"] == "local" and session["crashes"] == []
+    # the driver measured nothing; on a loaded machine one worker may finish the suite before
+    # the other has started, so "at most 2" (the kill test shows the second one working)
     pids = {w["pid"] for w in session["workers"]}
-    assert len(pids) == 2 and os.getpid() not in pids  # two workers; the driver measured none
+    assert 1 <= len(pids) <= 2 and os.getpid() not in pids
     assert {r["worker"]["pid"] for r in recs} <= pids
     # longest first: the first record written is the case with the most FLOPs
     assert recs[0]["case_key"] in {c.key for c in suite.cases
@@ -82,6 +84,8 @@ def test_a_killed_worker_loses_nothing_and_its_case_is_retried(tmp_path: Path) -
     assert [(r["case_key"], r["backend"]) for r in retried] == \
         [(crash[0]["case_key"], crash[0]["backend"])]
     assert retried[0]["worker"]["pid"] != killed[0]
+    assert retried[0]["worker"]["slot"] != next(r for r in seen if r["worker"]["pid"] ==
+                                                killed[0])["worker"]["slot"]
     assert "SIGKILL" in retried[0]["worker"]["earlier_crashes"][0]
 
 

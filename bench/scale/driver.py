@@ -59,7 +59,8 @@ class Sweep:
             raise BenchError(f"{suite.path or suite.name}: no case left after --filter/--shard")
         self.timing = resolve_timing(suite, opts)
         self.backend_names = list(opts.backends or suite.backends)
-        self.cache_dir = opts.cache_dir or (opts.out / ".cache")
+        # absolute: a worker's working directory is not the driver's (Ray actors)
+        self.cache_dir = (opts.cache_dir or (opts.out / ".cache")).absolute()
         self.store: RunStore | None = None
         self.done: set[tuple[str, str]] = set()
         if opts.resume:

@@ -176,11 +176,15 @@ class _Launcher:
 
     def handle(self, proc: _Proc) -> None:
         """Read what a worker sent; an EOF means it died."""
-        try:
-            while proc.conn.poll():
-                self._message(proc, proc.conn.recv())
-        except (EOFError, ConnectionResetError, OSError):
-            self._died(proc)
+        while not proc.closed:
+            try:
+                if not proc.conn.poll():
+                    return
+                msg = proc.conn.recv()
+            except (EOFError, ConnectionResetError, OSError):
+                self._died(proc)
+                return
+            self._message(proc, msg)
 
     def _message(self, proc: _Proc, msg: Any) -> None:
         kind, payload = msg
