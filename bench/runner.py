@@ -300,9 +300,7 @@ def run_suite(suite: Suite, opts: RunOptions,
                 with nvtx_range(f"case {case.index} {backend.name} {case.name}",
                                 payload=case.index):
                     rec, layers = measure_case(case, backend, timing, gpu, cache_dir)
-                store.append(rec)
-                if layers:
-                    store.append_layers(layers)
+                store.append_result(rec, layers)
                 summary.records.append(rec)
                 if on_record:
                     on_record(rec)

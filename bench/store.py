@@ -106,6 +106,15 @@ class RunStore:
     def append_layers(self, row: dict[str, Any]) -> None:
         self._append_line(self.dir / LAYERS_FILE, {"schema": SCHEMA_VERSION, **row})
 
+    def append_result(self, record: dict[str, Any], layers: dict[str, Any] | None) -> None:
+        """One finished case: its layer profile first, then the record. The record marks the
+        case done for ``--resume``, so a kill between the two writes leaves a layers row that
+        the re-measured case supersedes (``load_layers`` keeps the last), never a record
+        whose profile is missing for good."""
+        if layers:
+            self.append_layers(layers)
+        self.append(record)
+
     def _append_line(self, path: Path, obj: dict[str, Any]) -> None:
         line = json.dumps(obj, separators=(",", ":"), default=str, allow_nan=False) + "\n"
         data = line.encode()
@@ -190,7 +199,14 @@ def load_records(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def load_layers(run_dir: Path) -> list[dict[str, Any]]:
-    return list(iter_jsonl(Path(run_dir) / LAYERS_FILE))
+    """Layer rows, the last one per (case key, backend): a case re-measured after a kill may
+    have left an earlier row (see ``RunStore.append_result``)."""
+    rows: dict[Any, dict[str, Any]] = {}
+    for n, row in enumerate(iter_jsonl(Path(run_dir) / LAYERS_FILE)):
+        key = (row["case_key"], row["backend"]) if "case_key" in row and "backend" in row else n
+        rows.pop(key, None)  # re-insert: keep file order of the surviving rows
+        rows[key] = row
+    return list(rows.values())
 
 
 def _truncate_torn_tail(path: Path) -> None:

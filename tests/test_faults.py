@@ -111,6 +111,20 @@ def test_torn_last_line_is_dropped_with_a_warning_and_never_merged(tmp_path: Pat
         assert [r["case_key"] for r in load_records(store.dir)] == ["a", "b"]
 
 
+def test_a_kill_between_layers_and_record_leaves_no_orphan_or_duplicate(tmp_path: Path) -> None:
+    """append_result writes the layer profile first: a kill right after it leaves a layers row
+    and no record, so --resume re-measures the case and the newer row wins."""
+    from bench.store import load_layers
+
+    store = RunStore.create(tmp_path, "s", {"suite_text": ""})
+    rec = {"case_key": "a", "backend": "torch", "status": "ok"}
+    store.append_layers({"case_key": "a", "backend": "torch", "layers": ["old"]})  # then killed
+    assert load_records(store.dir) == []  # not done: a resume measures it again
+    store.append_result(rec, {"case_key": "a", "backend": "torch", "layers": ["new"]})
+    assert [r["layers"] for r in load_layers(store.dir)] == [["new"]]
+    assert len(load_records(store.dir)) == 1
+
+
 # --- 4. disk full / not writable ------------------------------------------------------------
 def _limit_file_size(limit: int):  # noqa: ANN202 - a preexec_fn
     def apply() -> None:
