@@ -98,9 +98,10 @@ NOT_TRT = {
     "warning", "import_module", "mkstemp", "fdopen", "fsync", "fileno", "flush", "write",
     "unlink", "suppress", "mkdir", "exists", "parent", "read_bytes", "read_text",
     "ascontiguousarray", "asarray", "prod", "float32", "ndarray", "ctypes", "data", "size",
-    "itemsize", "uint16", "major", "minor", "compute_capability", "uuid",
+    "itemsize", "uint16", "unavailable_reason", "info", "cc", "uuid",
     "Device", "alloc", "ptr", "upload", "download", "stream", "sync", "close", "free",
-    "handle", "encode", "__name__", "__init__", "__members__", "__version__", "model_fields",
+    "handle", "encode", "lower", "__name__", "__init__", "__members__", "__version__",
+    "model_fields",
 }
 
 

@@ -120,7 +120,8 @@ _gpu_cache: list[GpuId | None] = []
 
 
 def current_gpu() -> GpuId | None:
-    """Name, UUID and compute capability of CUDA device 0, or None without a usable GPU."""
+    """Name, UUID and compute capability of CUDA device 0 (as bench.gpu.cuda reports them),
+    or None without a usable GPU."""
     if not _gpu_cache:
         _gpu_cache.append(_query_gpu())
     return _gpu_cache[0]
@@ -128,12 +129,13 @@ def current_gpu() -> GpuId | None:
 
 def _query_gpu() -> GpuId | None:
     try:
-        from cuda.core import Device
+        from bench.gpu import cuda
 
-        dev = Device(0)
-        cc = dev.compute_capability
-        return GpuId(name=str(dev.name), uuid=str(dev.uuid), cc=(int(cc.major), int(cc.minor)))
-    except Exception:  # noqa: BLE001 - no driver, no device, no cuda.core: all mean "no GPU"
+        if cuda.unavailable_reason():
+            return None
+        info = cuda.Device(0).info
+        return GpuId(name=info.name, uuid=info.uuid, cc=tuple(info.cc))  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001 - no driver, no device: both mean "no GPU" here
         return None
 
 
