@@ -89,7 +89,7 @@ class Result:
     duplicates: int = 0
     missing: int = 0
     layers_missing: int = 0  # ok records whose per-layer profile row is absent
-    layers_duplicates: int = 0
+    layers_superseded: int = 0  # rows of a case re-measured after a kill (the last one counts)
     torn_real: int = 0
     torn_injected: int = 0
     torn_warned: int = 0
@@ -101,6 +101,7 @@ class Result:
     @property
     def ok(self) -> bool:
         return (self.lost == 0 and self.duplicates == 0 and self.missing == 0 and self.parse_ok
+                and self.layers_missing == 0
                 and self.torn_unwarned == 0 and self.final_rc == 0)
 
 
@@ -250,9 +251,10 @@ def run_trials(trials: int = 20, n_cases: int = 48, seed: int = 0, workdir: Path
                 keys[(r["case_key"], r["backend"])] += 1
                 if r["status"] == "ok":
                     ok.add((r["case_key"], r["backend"]))
-            layer_keys = Counter((r["case_key"], r["backend"]) for r in load_layers(run_dir))
-        res.layers_missing = len(ok - set(layer_keys))
-        res.layers_duplicates = sum(c - 1 for c in layer_keys.values() if c > 1)
+            layer_keys = {(r["case_key"], r["backend"]) for r in load_layers(run_dir)}
+        res.layers_missing = len(ok - layer_keys)
+        raw_rows = len(_lines(run_dir / "layers.jsonl")[0])
+        res.layers_superseded = raw_rows - len(layer_keys)
         res.parse_ok = tail == b""
     except Exception as e:  # noqa: BLE001 - reported as a failed check
         log(f"records file does not parse: {e}")
@@ -297,7 +299,8 @@ Verdict: **{'PASS' if res.ok else 'FAIL'}**
 | **duplicates** | **{res.duplicates}** |
 | cases missing at the end | {res.missing} |
 | ok records without their per-layer profile row (layers.jsonl) | {res.layers_missing} |
-| duplicate per-layer rows | {res.layers_duplicates} |
+| per-layer rows superseded by a re-measurement (load_layers keeps the last) | \
+{res.layers_superseded} |
 | torn last lines left by real kills | {res.torn_real} |
 | torn last lines injected (cut in half after a kill) | {res.torn_injected} |
 | torn lines reported by a warning on resume and dropped | {res.torn_warned} |
@@ -331,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     killed = sum(t.killed for t in res.trials)
     print(f"trials: {len(res.trials)} ({killed} killed)  records lost: {res.lost}  "
           f"duplicates: {res.duplicates}  missing: {res.missing}  layer rows missing: "
-          f"{res.layers_missing} (dup {res.layers_duplicates})  torn lines seen: "
+          f"{res.layers_missing} (superseded {res.layers_superseded})  torn lines seen: "
           f"{res.torn_real} from kills + {res.torn_injected} injected, "
           f"{res.torn_warned} warned+dropped, {res.torn_unwarned} not warned  "
           f"parses: {res.parse_ok}  -> {'PASS' if res.ok else 'FAIL'}")
