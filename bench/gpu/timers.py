@@ -70,18 +70,21 @@ class _Blocker:
         # blocked stream would then wait for a host that waits for it
         version = int(_check(_driver().cuDriverGetVersion(), "cuDriverGetVersion"))
         self.enabled = version >= 12040
+        self.why_not = "" if self.enabled else f"driver {version} < 12040"
 
     def hold(self) -> None:
         if not self.enabled:
             return
         drv = _driver()
         seq = (self._seq + 1) & 0xFFFFFFFF
+        geq = int(drv.CUstreamWaitValue_flags.CU_STREAM_WAIT_VALUE_GEQ)
         err = drv.cuStreamWaitValue32(_cu_stream(self._stream.handle), _cu_ptr(self._flag.ptr),
-                                      seq, drv.CUstreamWaitValue_flags.CU_STREAM_WAIT_VALUE_GEQ)
+                                      seq, geq)
         err = err[0] if isinstance(err, tuple) else err
         if int(err) != 0:
             if self._seq == 0:  # unsupported here: measure unblocked
                 self.enabled = False
+                self.why_not = f"cuStreamWaitValue32: {getattr(err, 'name', err)}"
                 return
             _check(err, "cuStreamWaitValue32")
         self._seq = seq
@@ -187,9 +190,10 @@ class GraphSource(_EventSource):
             probe_ms = self._eager_probe()
             iters = 1 if l2 == "cold" else iters_for(probe_ms, target_ms, max_iters)
             self._graph = self._capture(iters)
+            # the first replays also settle whether the blocker works here
+            replay_ms = min(self._replay_ms() for _ in range(3))
             if l2 == "warm" and iters < max_iters:
                 # the eager probe includes host launch overhead; a replay shows the GPU time
-                replay_ms = min(self._replay_ms() for _ in range(3))
                 better = iters_for(replay_ms / iters, target_ms, max_iters)
                 if better > iters * 1.2:
                     self._graph.close()
@@ -199,6 +203,8 @@ class GraphSource(_EventSource):
             self.iters_per_sample = iters
             self.info.update(mode="graph", iters_per_sample=iters, probe_ms=probe_ms,
                              target_ms=target_ms, blocked=self._blocker.enabled)
+            if not self._blocker.enabled:
+                self.info["unblocked_because"] = self._blocker.why_not
         except BaseException:
             self.close()
             raise
