@@ -76,12 +76,37 @@ def varying_axes(df: pd.DataFrame) -> list[str]:
     return out
 
 
+def _determines(df: pd.DataFrame, a: str, b: str) -> bool:
+    """Every value of axis ``a`` comes with one value of ``b`` (e.g. a [[zip]] of in and out
+    channels): then ``b`` moves with ``a`` and must not be held fixed."""
+    ka, kb = df[a].map(lambda v: str(axis_value(v))), df[b].map(lambda v: str(axis_value(v)))
+    return bool(pd.DataFrame({"a": ka, "b": kb}).groupby("a")["b"].nunique().max() <= 1)
+
+
+def plot_axes(df: pd.DataFrame) -> list[str]:
+    """Varying axes, minus those that only move in lockstep with an earlier one."""
+    ok = ok_rows(df)
+    out: list[str] = []
+    for a in varying_axes(df):
+        if not any(_determines(ok, b, a) and _determines(ok, a, b) for b in out):
+            out.append(a)
+    return out
+
+
+def twins(df: pd.DataFrame, axis: str) -> list[str]:
+    """Axes that move in lockstep with ``axis``."""
+    ok = ok_rows(df)
+    return [b for b in varying_axes(df) if b != axis and _determines(ok, axis, b)
+            and _determines(ok, b, axis)]
+
+
 def _slice_for(df: pd.DataFrame, axes: list[str], vary: list[str]) -> tuple[pd.DataFrame,
                                                                            dict[str, Any]]:
     """Rows where every varying axis not in ``vary`` is held at one value: the combination
     that leaves the most distinct points along ``vary`` (ties: the most rows). Returns the rows
     and the held values (for the title)."""
-    others = [a for a in axes if a not in vary]
+    others = [a for a in axes if a not in vary
+              and not any(_determines(df, v, a) for v in vary)]
     if not others:
         return df, {}
     keyed = df.assign(**{f"_k_{a}": df[a].map(axis_value).astype(str) for a in others})
@@ -179,9 +204,11 @@ def latency_axis_figure(df: pd.DataFrame, axis: str) -> Any | None:
             ax.set_xscale("log", base=2)
             ax.set_xticks(sorted(set(xs)), [f"{v:g}" for v in sorted(set(xs))])
     _log_y(ax)
-    ax.set_xlabel(AXIS_LABEL.get(axis, axis))
+    label = AXIS_LABEL.get(axis, axis) + "".join(f" = {SHORT.get(t, t)}"
+                                                  for t in twins(df, axis))
+    ax.set_xlabel(label)
     ax.set_ylabel("median latency per inference (ms)")
-    title = f"Latency vs {AXIS_LABEL.get(axis, axis)} (band: 95 % CI of the median)"
+    title = f"Latency vs {label} (band: 95 % CI of the median)"
     held_text = _held_text(held)
     ax.set_title(title + ("\n" + held_text if held_text else ""), fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
@@ -251,7 +278,7 @@ def speedup_figure(df: pd.DataFrame, column: str, slow: str, fast: str,
     pairs = speedup_table(df, column, slow, fast)
     if pairs.empty:
         return None
-    axes = [a for a in varying_axes(df) if a != column]
+    axes = [a for a in plot_axes(df) if a != column]
     axes = sorted(axes, key=lambda a: -pairs[a].map(axis_value).astype(str).nunique())
     axes = [a for a in axes if pairs[a].map(axis_value).astype(str).nunique() > 1][:2]
     if not axes:

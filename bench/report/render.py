@@ -200,8 +200,7 @@ def _plots(run: Run, out: Path) -> list[tuple[Path, str]]:
         if fig is not None:
             made.append((plots.save(fig, out / stem), alt))
 
-    axes = plots.varying_axes(df)
-    for axis in axes:
+    for axis in plots.plot_axes(df):
         add(plots.latency_axis_figure(df, axis), f"latency_vs_{axis}",
             f"median latency vs {axis}")
     add(plots.latency_case_figure(df), "latency_per_case", "median latency per case")
