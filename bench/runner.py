@@ -196,6 +196,7 @@ def measure_case(case: Case, backend: Backend, timing: TimingConfig, gpu: GpuSes
         clocks_after = gpu.clocks() if gpu and engine.device == "cuda" else None
         rec["samples_ms"] = samples.ms
         rec["timing"] = {k: v for k, v in samples.to_json().items() if k != "ms"}
+        rec["timing"]["source"] = dict(getattr(source, "info", {}) or {})
         rec["stats"] = summarize(samples.ms).to_json()
         rec["clocks"] = {"before": clocks_before, "after": clocks_after}
         rec["throttled"] = any(bool(c and c.get("throttled")) for c in

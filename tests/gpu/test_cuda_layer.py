@@ -213,7 +213,9 @@ def _conv_engine(**fields: Any) -> Engine:
 
 def test_events_and_graph_agree_within_3_percent_on_a_millisecond_conv(
         device: cuda.Device, stream: cuda.Stream) -> None:
-    with _conv_engine(batch=32, in_channels=256, out_channels=256, height=56, width=56,
+    # events mode includes the host's launch overhead in each pair (cuDNN's was ~150 us on the
+    # H100): a ~10 ms conv keeps that below the 3 % the check allows
+    with _conv_engine(batch=128, in_channels=256, out_channels=256, height=56, width=56,
                       kernel=3, padding="same", tf32=False) as engine:
         graph_ms, _ = _time(engine, stream, "graph")
         events_ms, _ = _time(engine, stream, "events")
