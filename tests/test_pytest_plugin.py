@@ -164,6 +164,9 @@ def test_benchmark_json_holds_convbench_samples_and_records(pt: pytest.Pytester)
     import bench
 
     assert len(bench.load(rd).records) == 12  # what `convbench report` reads
+    from bench.report import write_report
+
+    assert write_report(rd, out_root=pt.path / "reports").is_file()
 
 
 def _saved(pt: pytest.Pytester) -> list[Path]:
