@@ -145,7 +145,10 @@ def run_child(args: argparse.Namespace) -> int:
     cases = _cases(args)
     device = cuda.Device(args.device)
     stream = device.stream()
-    backend = TorchBackend()
+    # cuDNN heuristics, not autotuning: under ncu (which replays and serializes kernels) the
+    # autotuner picks other algorithms than in the timed process, and the reference would
+    # time different kernels
+    backend = TorchBackend(cudnn_benchmark=False)
     torch_stream = torch.cuda.ExternalStream(stream.handle)
     manifest: list[int] = []
     for case in cases:
@@ -233,7 +236,10 @@ def measure_pass(cases: Sequence[Any], stream: Any, flusher: Any, settings: Any,
     from bench.stats import summarize
     from bench.timing import measure
 
-    backend = TorchBackend()
+    # cuDNN heuristics, not autotuning: under ncu (which replays and serializes kernels) the
+    # autotuner picks other algorithms than in the timed process, and the reference would
+    # time different kernels
+    backend = TorchBackend(cudnn_benchmark=False)
     out: dict[int, dict[str, Any]] = {}
     for n, case in enumerate(cases, 1):
         t0 = time.perf_counter()
@@ -368,7 +374,9 @@ def render(rows: Sequence[dict[str, Any]], meta: dict[str, Any], targets: list[s
            "inferences in one CUDA graph, blocked launch, warm L2; events: one event pair per "
            "eager call; cold: one inference per sample after a ≥ 2×L2 memset. do_bench: "
            "triton's median (it zeroes 256 MB before each call, so it is compared with ncu "
-           "cold). err % = (harness − ncu) / ncu.", "", head, sep]
+           "cold). err % = (harness − ncu) / ncu. Both processes use cuDNN's heuristic "
+           "algorithm choice (`cudnn.benchmark=False`) so ncu times the same kernels.",
+           "", head, sep]
     for r in rows:
         w, c = r["ncu_warm"], r["ncu_cold"]
         kern = "n/a" if not w else f"{w['kernels']}" + ("*" if w["kernel_counts_differ"] else "")

@@ -63,6 +63,12 @@ class TorchBackend(Backend):
     name = "torch"
     install_hint = "pip install 'trt-convbench[torch]'"
 
+    def __init__(self, cudnn_benchmark: bool = True) -> None:
+        # True (the default) picks the fastest cuDNN algorithm by timing each at build time,
+        # as a user would. False uses cuDNN's heuristics: the same choice in every process,
+        # which a reference measurement in another process (Nsight Compute) needs.
+        self.cudnn_benchmark = cudnn_benchmark
+
     def available(self) -> tuple[bool, str]:
         try:
             _torch()
@@ -100,7 +106,7 @@ class TorchBackend(Backend):
             major, _ = torch.cuda.get_device_capability()
             if spec.precision == "bf16" and major < 8:
                 raise UnsupportedCase("bf16 needs compute capability 8.0 or newer")
-            torch.backends.cudnn.benchmark = True
+            torch.backends.cudnn.benchmark = self.cudnn_benchmark
             torch.backends.cudnn.allow_tf32 = spec.tf32
         t0 = time.perf_counter()
         w = torch.from_numpy(data.w).to(device=device, dtype=dtype)
@@ -116,7 +122,8 @@ class TorchBackend(Backend):
                 raise UnsupportedCase(f"torch on {device}: {str(e).splitlines()[0]}") from None
             raise
         engine.info.build_s = time.perf_counter() - t0
-        engine.info.extra = {"device": device, "cudnn_benchmark": device == "cuda",
+        engine.info.extra = {"device": device,
+                             "cudnn_benchmark": device == "cuda" and self.cudnn_benchmark,
                              "tf32": bool(spec.tf32 and spec.precision == "fp32"
                                           and device == "cuda")}
         return engine
