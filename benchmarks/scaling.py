@@ -9,6 +9,7 @@ CPU workers share cores, so there they need not).
     python benchmarks/scaling.py                                   # quickstart, 1 vs 2 CPU workers
     python benchmarks/scaling.py --suite suites/deepbench_inference.toml --gpus   # 1 vs 2 GPUs
     python benchmarks/scaling.py --suite suites/deepbench_inference.toml --gpus --executor ray
+    python benchmarks/scaling.py --suite suites/channels.toml --gpus --workers 0 1   # plain vs 1
 """
 
 from __future__ import annotations
@@ -35,7 +36,11 @@ def run_once(suite: Any, workers: int, gpus: bool, executor: str, out: Path,
     """One run with ``workers`` workers; returns (wall seconds, records)."""
     opts = RunOptions(out=out, backends=backends, progress=False, argv=sys.argv)
     t0 = time.perf_counter()
-    if executor == "ray":
+    if workers == 0:  # a plain run in this process: the reference the executors must match
+        from bench.runner import run_suite
+
+        summary = run_suite(suite, opts)
+    elif executor == "ray":
         from bench.scale.ray_executor import import_ray, run_ray
 
         ray = import_ray()
@@ -67,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--suite", type=Path, default=ROOT / "suites" / "quickstart.toml")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2],
-                   help="worker counts to compare (the first is the baseline)")
+                   help="worker counts to compare, the first is the baseline; 0 = a plain "
+                        "run without workers")
     p.add_argument("--gpus", action="store_true", help="GPU workers (GPUs 0..N-1), not CPU")
     p.add_argument("--executor", choices=["local", "ray"], default="local")
     p.add_argument("--backend", action="append", dest="backends")

@@ -39,3 +39,30 @@ def test_shards_cover_every_case_exactly_once(path: Path) -> None:
 
 def test_quickstart_is_among_the_suites() -> None:
     assert "quickstart" in {p.stem for p in _loadable()}
+
+
+BLOCK = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {'torch', 'tensorrt', 'cuda', 'pynvml', 'ray'}:
+            raise ImportError(f'blocked {name}')
+sys.meta_path.insert(0, Block())
+"""
+
+
+def test_scale_modules_are_light_and_missing_ray_names_the_extra(cli_env: dict[str, str]) -> None:
+    import subprocess
+    import sys
+
+    code = BLOCK + (
+        "import bench.scale.cli, bench.scale.local, bench.scale.merge, bench.scale.driver\n"
+        "import bench.scale.worker, bench.scale.ray_executor\n"
+        "from bench.cli import main\n"
+        f"raise SystemExit(main(['run', {str(SUITES[0].parent / 'quickstart.toml')!r}, "
+        "'--executor', 'ray', '--workers', '1', '--out', '/nonexistent']))\n")
+    res = subprocess.run([sys.executable, "-c", code], env=cli_env, capture_output=True,
+                         text=True, check=False)
+    assert res.returncode == 1, res.stderr
+    assert res.stderr.strip() == ("convbench: error: --executor ray needs Ray, which is not "
+                                  "installed: pip install 'trt-convbench[ray]'")

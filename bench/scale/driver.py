@@ -162,9 +162,7 @@ class Sweep:
         worker["attempt"] = task.attempt
         if task.crashes:
             worker["earlier_crashes"] = list(task.crashes)
-        self.store.append(rec)
-        if layers:
-            self.store.append_layers(layers)
+        self.store.append_result(rec, layers)
         self.summary.records.append(rec)
         if self.on_record:
             self.on_record(rec)
