@@ -189,9 +189,10 @@ def test_different_weights_or_spec_miss_the_cache(tmp_path: Path) -> None:
     data = make_data(spec)
     other = make_data(spec, seed=7)
     for d in (data, other):
-        with pytest.raises(UnsupportedCase) if current_gpu() is None else _noop():
-            e = b.build(spec, d, tmp_path)
-            e.close()
+        try:  # on a GPU TensorRT-RTX does not run (Hopper), the build still lands in the cache
+            b.build(spec, d, tmp_path).close()
+        except NoSupportedGpu:
+            pass
     assert len(list(tmp_path.rglob("*.plan"))) == 2  # keyed by the weights too
 
 

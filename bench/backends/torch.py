@@ -12,6 +12,7 @@ import os
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,16 @@ def _quiet_stderr() -> Iterator[None]:
         os.dup2(saved, fd)
         os.close(saved)
         os.close(devnull)
+
+
+def _set_tf32(torch: Any, enabled: bool) -> None:
+    """TF32 for cuDNN convolutions: torch >= 2.9's per-backend precision setting where it
+    exists (the old ``allow_tf32`` flag is deprecated there), else the old flag."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):
+        conv.fp32_precision = "tf32" if enabled else "ieee"
+    else:
+        torch.backends.cudnn.allow_tf32 = enabled
 
 
 class TorchBackend(Backend):
@@ -107,7 +118,7 @@ class TorchBackend(Backend):
             if spec.precision == "bf16" and major < 8:
                 raise UnsupportedCase("bf16 needs compute capability 8.0 or newer")
             torch.backends.cudnn.benchmark = self.cudnn_benchmark
-            torch.backends.cudnn.allow_tf32 = spec.tf32
+            _set_tf32(torch, spec.tf32)
         t0 = time.perf_counter()
         w = torch.from_numpy(data.w).to(device=device, dtype=dtype)
         b = torch.from_numpy(data.b).to(device=device, dtype=dtype) if data.b is not None else None
@@ -206,17 +217,16 @@ class TorchEngine(Engine):
 
     def _layer_profile_impl(self, stream: StreamLike | None, iters: int) -> list[LayerTime]:
         """Per-kernel times from ``torch.profiler`` (GPU kernels on CUDA, ATen ops on CPU)."""
-        torch = _torch()
         from torch.profiler import ProfilerActivity, profile
 
         iters = max(1, iters)
         cuda = self.device == "cuda"
         acts = [ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]
-        with _quiet_stderr(), profile(activities=acts) as prof:
-            for _ in range(iters):
-                self.enqueue(stream)
-            if cuda:
-                self._stream(stream).synchronize()
+        with warnings.catch_warnings(), _quiet_stderr():
+            # torch >= 2.6 warns on every first profile that events of earlier cycles are
+            # dropped: we run one cycle, so nothing is lost
+            warnings.filterwarnings("ignore", message=".*Profiler clears events.*")
+            prof = self._profile(profile, acts, iters, stream, cuda)
         times: dict[str, list[float]] = {}
         for evt in prof.events():
             if cuda:
@@ -232,11 +242,19 @@ class TorchEngine(Engine):
             return []
         per_inf = {n: statistics.median(v) * len(v) / iters for n, v in times.items()}
         total = sum(per_inf.values()) or 1.0
-        del torch
         return [LayerTime(name=n, median_ms=statistics.median(v), share=per_inf[n] / total,
                           calls=max(1, round(len(v) / iters)),
                           type="kernel" if cuda else "op")
                 for n, v in sorted(times.items(), key=lambda kv: -per_inf[kv[0]])]
+
+    def _profile(self, profile: Any, acts: list[Any], iters: int, stream: StreamLike | None,
+                 cuda: bool) -> Any:
+        with profile(activities=acts) as prof:
+            for _ in range(iters):
+                self.enqueue(stream)
+            if cuda:
+                self._stream(stream).synchronize()
+        return prof
 
     def _close_impl(self) -> None:
         for g in self._graphs:
