@@ -47,6 +47,16 @@ def timing_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
 def _shard(text: str) -> tuple[int, int]:
     try:
         i, n = (int(v) for v in text.split("/"))
@@ -67,7 +77,8 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--filter", metavar="EXPR",
                    help="only cases matching, e.g. \"precision == 'fp16' and in_channels >= 64\"")
     p.add_argument("--shard", type=_shard, metavar="I/N", help="only cases with index %% N == I")
-    p.add_argument("--max-cases", type=int, default=None, help="refuse larger sweeps (10000)")
+    p.add_argument("--max-cases", type=_positive_int, default=None,
+                   help="refuse larger sweeps (10000)")
     p.add_argument("--dry-run", action="store_true", help="list the cases, run nothing")
     p.add_argument("--report", action="store_true", help="write the report after the run")
     p.add_argument("--cache-dir", type=Path, help="engine/timing caches (default OUT/.cache)")
@@ -227,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("show", help="print a suite's expanded cases without running anything")
     s.add_argument("suite", type=Path)
     s.add_argument("--filter", metavar="EXPR")
-    s.add_argument("--max-cases", type=int, default=None)
+    s.add_argument("--max-cases", type=_positive_int, default=None)
     s.set_defaults(func=cmd_show)
     d = sub.add_parser("doctor", help="which backends and GPUs can run here, and why not")
     d.set_defaults(func=cmd_doctor)

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import stats as _sps
 
 
 @dataclass(frozen=True)
@@ -49,6 +48,8 @@ def median_ci(samples: Sequence[float], confidence: float = 0.95) -> tuple[float
 
     For n < 6 no interval reaches 95 % and the range (min, max) is returned.
     """
+    from scipy import stats as _sps  # here, not at import: CLI errors stay fast
+
     a = np.sort(np.asarray(samples, dtype=np.float64))
     n = len(a)
     if n == 0:
