@@ -35,8 +35,8 @@ def rss_mb() -> float:
 
 
 def cases(n: int) -> list[Case]:
-    grid = itertools.product([8, 16, 24, 32, 48, 64], [1, 3, 5], [14, 28], ["fp32", "fp16"],
-                             [1, 2, 4], [1, 2])
+    grid = itertools.product([8, 16, 24, 32, 40, 48, 56, 64], [1, 3, 5], [14, 28],
+                             ["fp32", "fp16"], [1, 2, 4], [1, 2])
     out = []
     for i, (c, k, hw, prec, batch, stride) in enumerate(grid):
         if i == n:

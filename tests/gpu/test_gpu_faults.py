@@ -83,8 +83,9 @@ def test_oom_and_a_backend_error_are_failed_records_and_later_cases_still_measur
     clean_recs = _by_label(clean.run_dir)
     assert all(r["status"] == "ok" for r in clean_recs.values()), clean_recs
 
-    # fault injection: the 3rd graph replay (or 2nd enqueue, in events mode) of BROKEN fails,
-    # i.e. after its engine was built and checked, in the middle of the timing loop
+    # fault injection: the 3rd graph replay or the 3rd enqueue of BROKEN fails, whichever
+    # comes first: the build runs one enqueue and the check another, so both land after the
+    # engine was built and checked, in the timing phase (the graph source's probe enqueues)
     calls = {"launch": 0, "enqueue": 0}
     real_launch, real_enqueue = tb._TorchGraph.launch, tb.TorchEngine._enqueue_impl
 
@@ -101,7 +102,7 @@ def test_oom_and_a_backend_error_are_failed_records_and_later_cases_still_measur
     def enqueue(self: Any, stream: Any) -> None:
         if is_broken(self):
             calls["enqueue"] += 1
-            if calls["enqueue"] == 2:
+            if calls["enqueue"] == 3:
                 raise RuntimeError("injected fault: enqueue failed mid-measurement")
         real_enqueue(self, stream)
 
