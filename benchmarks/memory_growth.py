@@ -52,12 +52,18 @@ def main() -> int:
     ap.add_argument("--cases", type=int, default=500)
     ap.add_argument("--backend", default="torch")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--same-case", action="store_true",
+                    help="run the first case N times: separates a leak per case from caches "
+                         "that grow with each new shape (cuDNN plans, torch's kernel caches)")
+    ap.add_argument("--profile-iters", type=int, default=2, help="per-layer profile runs")
     args = ap.parse_args()
     backend = get_backend(args.backend)
     gpu = GpuSession(0, cold=False) if backend.device == "cuda" else None
     timing = TimingConfig(warmup_s=0.005, min_samples=5, min_time_s=0.01, max_time_s=0.05,
-                          profile_iters=2)
+                          profile_iters=args.profile_iters)
     todo = cases(args.cases)
+    if args.same_case:
+        todo = [Case(index=i, spec=todo[0].spec) for i in range(args.cases)]
     if len(todo) < args.cases:
         raise SystemExit(f"only {len(todo)} distinct cases available")
     statuses: dict[str, int] = {}
@@ -73,7 +79,9 @@ def main() -> int:
                 marks[i + 1] = (free, rss_mb())
     wall = time.perf_counter() - t0
     (f0, r0), (f1, r1) = marks[20], marks[len(todo)]
-    lines = [f"# Memory growth over {len(todo)} cases ({backend.name} on {backend.device})", "",
+    what = "runs of one case" if args.same_case else "distinct cases"
+    lines = [f"# Memory growth over {len(todo)} {what} ({backend.name} on {backend.device}, "
+             f"profile_iters={args.profile_iters})", "",
              f"- statuses: {statuses}", f"- wall: {wall:.1f} s ({wall / len(todo):.3f} s/case)",
              f"- host RSS after 20 cases: {r0:.1f} MB, after {len(todo)}: {r1:.1f} MB "
              f"(growth {r1 - r0:+.1f} MB; target < 50 MB)"]
