@@ -12,6 +12,11 @@ Cases are matched by (case key, backend). Each pair gets a verdict from its raw 
   (only in NEW, only in BASE, failed in both) carry no timing verdict.
 
 The exit code is 1 when any case is SLOW or FAILED, for CI.
+
+Each pair also says whether the same kernels ran (``kernels``: ``same`` / ``changed`` / empty
+when either run has no per-layer profile), from the layer names in ``layers.jsonl``. cuDNN's
+autotuner may pick a different algorithm in another process, so a FAST or SLOW case whose kernels
+changed measured a different algorithm, not a noisier timer.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ if TYPE_CHECKING:  # pandas is imported where used: command modules load with ev
 DEFAULT_THRESHOLD = 0.05
 DEFAULT_ALPHA = 0.001
 REGRESSIONS = ("SLOW", "FAILED")
+NAME_WIDTH = 28  # kernel names run to 200 characters; the start tells the algorithms apart
+NAMES_SHOWN = 2  # per side, in the summary
 
 
 @dataclass
@@ -46,6 +53,39 @@ class Comparison:
 
     def counts(self) -> dict[str, int]:
         return {str(k): int(v) for k, v in self.table["verdict"].value_counts().items()}
+
+    def changed_kernels(self) -> int:
+        """How many FAST / SLOW cases ran a different set of kernels in NEW than in BASE."""
+        if self.table.empty:
+            return 0
+        t = self.table
+        return int((t["verdict"].isin(("FAST", "SLOW")) & (t["kernels"] == "changed")).sum())
+
+
+def _short(name: str, width: int = NAME_WIDTH) -> str:
+    return name if len(name) <= width else name[:width - 1] + "…"
+
+
+def kernel_change(base: set[str] | None, new: set[str] | None) -> tuple[str, str]:
+    """(``same`` / ``changed`` / ``""``, summary like ``-cutlass_tensorop_s1688fprop… +sm90…``)
+    for the layer (kernel) names of one case in BASE and NEW; ``""`` when either has no profile."""
+    if not base or not new:
+        return "", ""
+    if base == new:
+        return "same", ""
+    parts = []
+    for sign, names in (("-", sorted(base - new)), ("+", sorted(new - base))):
+        parts += [sign + _short(n) for n in names[:NAMES_SHOWN]]
+        if len(names) > NAMES_SHOWN:
+            parts.append(f"{sign}{len(names) - NAMES_SHOWN} more")
+    return "changed", " ".join(parts)
+
+
+def _layer_names(run_dir: Path) -> dict[tuple[str, str], set[str]]:
+    from bench.store import load_layers
+
+    return {(r["case_key"], r["backend"]): {layer["name"] for layer in r.get("layers") or []}
+            for r in load_layers(run_dir) if "case_key" in r and "backend" in r}
 
 
 def parse_threshold(text: str) -> float:
@@ -104,6 +144,7 @@ def compare_runs(base_dir: str | Path, new_dir: str | Path,
     _check_comparable(bi, ni, allow_different_gpus, base_dir, new_dir)
     base = {(r["case_key"], r["backend"]): r for r in load_records(base_dir)}
     new = {(r["case_key"], r["backend"]): r for r in load_records(new_dir)}
+    base_layers, new_layers = _layer_names(base_dir), _layer_names(new_dir)
     rows = []
     for key in list(base) + [k for k in new if k not in base]:
         b, n = base.get(key), new.get(key)
@@ -136,6 +177,8 @@ def compare_runs(base_dir: str | Path, new_dir: str | Path,
             if bs.get("median_ci_high") and ns.get("median_ci_low") is not None:
                 row["ratio_low"] = ns["median_ci_low"] / bs["median_ci_high"]
                 row["ratio_high"] = ns["median_ci_high"] / bs["median_ci_low"]
+        row["kernels"], row["kernel_diff"] = kernel_change(base_layers.get(key),
+                                                           new_layers.get(key))
         rows.append(row)
     table = pd.DataFrame(rows)
     if not table.empty:
@@ -189,19 +232,35 @@ def f(v: Any, fmt: str) -> str:
 
 
 def _print(cmp: Comparison) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from bench.cli import _console
 
     style = {"SLOW": "red", "FAILED": "red", "FAST": "green", "AMBIGUOUS": "yellow"}
     t = Table(title=f"compare (threshold {cmp.threshold * 100:g} %, p < {cmp.alpha:g})")
-    for col in ("case", "backend", "base ms", "new ms", "new/base", "p", "verdict"):
-        t.add_column(col, justify="left" if col in ("case", "backend", "verdict") else "right")
+    left = ("case", "backend", "verdict", "kernels")
+    for col in ("case", "backend", "base ms", "new ms", "new/base", "p", "verdict", "kernels"):
+        t.add_column(col, justify="left" if col in left else "right")
     for r in cmp.table.itertuples(index=False):
         v = r.verdict
         t.add_row(r.name, r.backend, f(r.base_median_ms, ".4f"), f(r.new_median_ms, ".4f"),
                   f(r.ratio, ".3f"), f(r.p_value, ".1g"),
-                  f"[{style[v]}]{v}[/]" if v in style else v)
+                  f"[{style[v]}]{v}[/]" if v in style else v,
+                  escape(r.kernel_diff or r.kernels))
     out = _console()
     out.print(t)
     out.print(", ".join(f"{k}: {v}" for k, v in sorted(cmp.counts().items())))
+    note = kernel_note(cmp)
+    if note:
+        out.print(note)
+
+
+def kernel_note(cmp: Comparison) -> str:
+    """The line under the table when FAST / SLOW cases ran different kernels, else ``""``."""
+    n = cmp.changed_kernels()
+    if not n:
+        return ""
+    moved = int(cmp.table["verdict"].isin(("FAST", "SLOW")).sum())
+    return (f"{n} of the {moved} FAST/SLOW cases ran different kernels: an algorithm choice "
+            "changed, not the timer")

@@ -9,12 +9,14 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from bench.cli import main
-from bench.compare import compare_runs, parse_threshold, verdict, write_plot
+from bench.compare import compare_runs, kernel_change, parse_threshold, verdict, write_plot
 from bench.errors import BenchError, SchemaError
 from bench.stats import summarize
+from bench.store import load_records
 
 DATA = Path(__file__).parent / "data"
 A = DATA / "runs" / "quickstart-cpu-a"
@@ -176,3 +178,68 @@ def test_cli_subprocess_exit_codes(tmp_path: Path, cli_env: dict[str, str], pyth
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 1, p.stderr
     assert "SLOW: 1" in p.stdout
+
+
+# --- which kernels ran ----------------------------------------------------------------------------
+CUTLASS = "cutlass_tensorop_s1688fprop_optimized_256x128_32x3_nhwc_align4"
+SM90 = "sm90_xmma_fprop_implicit_gemm_tf32f32_tf32f32_f32_nhwckrsc_nhwc_tilesize128x128x32"
+
+
+def _set_kernel(run_dir: Path, label: str, kernel: str) -> None:
+    """Name the one conv layer of case ``label`` ``kernel``, as the torch profiler does on a GPU."""
+    key = next(r["case_key"] for r in load_records(run_dir) if r["label"] == label)
+    path = run_dir / "layers.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for row in rows:
+        if row["case_key"] == key:
+            row["layers"][0].update(name=kernel, type="kernel")
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_kernel_change_summary() -> None:
+    assert kernel_change({"a"}, {"a"}) == ("same", "")
+    assert kernel_change(None, {"a"}) == ("", "") and kernel_change({"a"}, set()) == ("", "")
+    state, text = kernel_change({CUTLASS, "relu"}, {SM90, "relu"})
+    assert state == "changed"
+    assert text == "-cutlass_tensorop_s1688fprop… +sm90_xmma_fprop_implicit_ge…"
+    _, text = kernel_change({"a", "b", "c", "d"}, {"e"})
+    assert text == "-a -b -2 more +e"
+
+
+def test_a_slow_case_with_other_kernels_says_so(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    base, new = tmp_path / "base", tmp_path / "new"
+    shutil.copytree(A, base)
+    shutil.copytree(A, new)
+    _set_kernel(base, "5x5", SM90)
+    _set_kernel(new, "5x5", CUTLASS)
+    _rewrite(new, lambda r: _slow_down(r, "5x5", 1.5))
+    _rewrite(new, lambda r: _slow_down(r, "3x3", 0.5))  # faster with the same kernels
+    cmp = compare_runs(base, new)
+    rows = cmp.table.set_index("name")
+    assert rows.loc["5x5", "verdict"] == "SLOW" and rows.loc["5x5", "kernels"] == "changed"
+    assert rows.loc["5x5", "kernel_diff"] == ("-sm90_xmma_fprop_implicit_ge… "
+                                              "+cutlass_tensorop_s1688fprop…")
+    assert rows.loc["3x3", "verdict"] == "FAST" and rows.loc["3x3", "kernels"] == "same"
+    assert set(rows.drop(index=["5x5", "3x3"])["kernels"]) == {"same"}
+    assert cmp.changed_kernels() == 1 and cmp.regressed  # the verdict does not change
+    csv = tmp_path / "cmp.csv"
+    assert main(["compare", str(base), str(new), "--csv", str(csv)]) == 1
+    out = capsys.readouterr().out
+    assert "kernels" in out and "+cutlass_tensorop_s1688fprop…" in out
+    assert "1 of the 2 FAST/SLOW cases ran different kernels: an algorithm choice changed, " \
+           "not the timer" in " ".join(out.split())
+    table = pd.read_csv(csv, keep_default_na=False).set_index("name")
+    assert table.loc["5x5", "kernels"] == "changed" and table.loc["3x3", "kernels"] == "same"
+
+
+def test_no_layer_profile_leaves_kernels_empty(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    new = tmp_path / "new"
+    shutil.copytree(A, new)
+    (new / "layers.jsonl").unlink()
+    _rewrite(new, lambda r: _slow_down(r, "5x5", 1.5))
+    cmp = compare_runs(A, new)
+    assert set(cmp.table["kernels"]) == {""} and cmp.changed_kernels() == 0
+    assert main(["compare", str(A), str(new)]) == 1
+    assert "ran different kernels" not in capsys.readouterr().out
