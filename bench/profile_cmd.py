@@ -8,6 +8,7 @@ The timed region is wrapped in cudaProfilerStart/Stop and every phase in NVTX ra
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -34,8 +35,12 @@ def profiler_commands(argv: list[str], case_key: str) -> dict[str, str]:
         "nsys (NVTX range)": (f"nsys profile --trace=cuda,nvtx --capture-range=nvtx "
                               f"--nvtx-capture='measure@convbench' -o convbench-{case_key}-nvtx "
                               f"{cmd}"),
-        "ncu": (f"ncu --profile-from-start off --nvtx --clock-control none --cache-control none "
-                f"--metrics gpu__time_duration.sum -o convbench-{case_key} {cmd}"),
+        # the NVTX filter, not --profile-from-start off: that one hung under ncu 2025.3 on the
+        # H100, while NVTX filtering is what the fidelity benchmark and the GPU tests use
+        "ncu": (f"ncu --nvtx --nvtx-include 'convbench@measure/' --launch-count 20 "
+                f"--clock-control none "
+                f"--cache-control none --metrics gpu__time_duration.sum "
+                f"-o convbench-{case_key} {cmd}"),
     }
 
 
@@ -54,8 +59,13 @@ def cmd_profile(args: argparse.Namespace) -> int:
     timing = TimingConfig.model_validate({**suite.timing.model_dump(), "profile_iters": 0,
                                           **timing_overrides(args)})
     out = _console()
-    argv = [Path(sys.argv[0]).name if sys.argv[0].endswith("convbench") else "convbench",
-            *sys.argv[1:]]
+    # this interpreter, explicitly: a profiler may start another python3 from its own PATH
+    argv = [sys.executable, "-m", "bench", *sys.argv[1:]]
+    # a profiler replays each kernel synchronously: a stream held until the host has queued
+    # the whole sample would never run under it, so time this run's graph replays unblocked
+    from bench.gpu.timers import UNBLOCK_ENV
+
+    os.environ[UNBLOCK_ENV] = "1"
     gpu = GpuSession(args.device, cold=timing.l2 == "cold") if backend.device == "cuda" else None
     try:
         with nvtx_range(f"case {case.index} {backend.name} {case.name}", payload=case.index):

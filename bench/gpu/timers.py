@@ -20,6 +20,7 @@ Nsight Compute's ``--cache-control all``.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 from bench.backends.base import Engine, Graph
@@ -51,6 +52,23 @@ def iters_for(per_inference_ms: float, target_ms: float = TARGET_REPLAY_MS,
     return int(min(max_iters, max(1, math.ceil(target_ms / per_inference_ms))))
 
 
+#: set (to anything) by ``convbench profile``, or by hand, to time graph replays unblocked
+UNBLOCK_ENV = "CONVBENCH_UNBLOCKED"
+# ncu 2025.3 sets the NV_COMPUTE_PROFILER_* / NV_NSIGHT_INJECTION_* ones (seen on the H100)
+_INJECTION_ENV = ("CUDA_INJECTION64_PATH", "NVTX_INJECTION64_PATH",
+                  "NV_COMPUTE_PROFILER_PERFWORKS_DIR", "NV_NSIGHT_INJECTION_TRANSPORT_TYPE")
+
+
+def profiler_attached() -> str:
+    """Why a profiler looks attached (the variable that says so), or ""."""
+    for name in (UNBLOCK_ENV, *_INJECTION_ENV):
+        if os.environ.get(name):
+            return name
+    if "injection" in os.environ.get("LD_PRELOAD", "").lower():
+        return "LD_PRELOAD"
+    return ""
+
+
 class _Blocker:
     """Holds a stream at a device flag until the host releases it (see the module docstring).
 
@@ -71,6 +89,14 @@ class _Blocker:
         version = int(_check(_driver().cuDriverGetVersion(), "cuDriverGetVersion"))
         self.enabled = version >= 12040
         self.why_not = "" if self.enabled else f"driver {version} < 12040"
+        # Nsight Compute / Systems inject themselves through CUDA_INJECTION64_PATH. ncu
+        # serializes each launch and waits for the kernel: a stream held until the host has
+        # queued the whole sample never runs (seen on the H100: `ncu ... convbench profile`
+        # hung). nvbench turns its blocking kernel off under a profiler for the same reason.
+        profiler = profiler_attached()
+        if self.enabled and profiler:
+            self.enabled = False
+            self.why_not = f"a profiler is attached ({profiler})"
 
     def hold(self) -> None:
         if not self.enabled:
