@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from bench.backends.base import Backend
 from bench.backends.registry import get_backend
-from bench.env import host_env
 from bench.errors import BenchError
-from bench.runner import GpuSession, measure_case
+from bench.runner import GpuSession, describe_run, measure_case
 from bench.store import RunStore, new_run_id
 from bench.suite import Case, Suite, TimingConfig
 
@@ -97,17 +95,8 @@ class PytestRun:
                 unavailable[name] = reason
             else:
                 backends[name] = {"device": b.device, "versions": b.versions()}
-        gpu = self._gpu
-        info = {
-            "suite": suite_name, "suite_path": str(suite.path) if suite and suite.path else None,
-            "suite_text": suite.text if suite else "", "command": self.command,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "backends": backends, "unavailable_backends": unavailable,
-            "timing": timing.model_dump(), "filter": None, "shard": None,
-            "host": host_env(), "gpu": gpu.info.to_json() if gpu else None,
-            "gpu_clocks_at_start": gpu.clocks() if gpu else None,
-            "pytest": True,
-        }
+        info = {**describe_run(suite_name, suite, backends, unavailable, timing, self.command,
+                               self._gpu), "pytest": True}
         run = self._runs[suite_name] = _SuiteRun(RunStore.create(self.out, suite_name, info,
                                                                  run_id=self.run_id))
         return run

@@ -235,8 +235,25 @@ def _one_line(e: BaseException) -> str:
     return text[:2000] or type(e).__name__
 
 
+def describe_run(suite_name: str, suite: Suite | None, backends: dict[str, Any],
+                 unavailable: dict[str, str], timing: TimingConfig, command: str,
+                 gpu: GpuSession | None, filter_text: str | None = None,
+                 shard: tuple[int, int] | None = None) -> dict[str, Any]:
+    """The ``run.json`` of a run: what was run, how, and on what."""
+    return {
+        "suite": suite_name, "suite_path": str(suite.path) if suite and suite.path else None,
+        "suite_text": suite.text if suite else "", "command": command,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "backends": backends, "unavailable_backends": unavailable,
+        "timing": timing.model_dump(), "filter": filter_text,
+        "shard": list(shard) if shard else None,
+        "host": host_env(), "gpu": gpu.info.to_json() if gpu else None,
+        "gpu_clocks_at_start": gpu.clocks() if gpu else None,
+    }
+
+
 # --- the sweep --------------------------------------------------------------------------------
-def _resolve_backends(suite: Suite, names: list[str] | None) -> tuple[list[Backend],
+def resolve_backends(suite: Suite, names: list[str] | None) -> tuple[list[Backend],
                                                                       dict[str, str]]:
     chosen = names or list(suite.backends)
     backends, unavailable = [], {}
@@ -263,21 +280,15 @@ def run_suite(suite: Suite, opts: RunOptions,
         timing = TimingConfig.model_validate(timing.model_dump())
     if opts.dry_run:
         return RunSummary(run_dir=None, cases=cases)
-    backends, unavailable = _resolve_backends(suite, opts.backends)
+    backends, unavailable = resolve_backends(suite, opts.backends)
 
     gpu = None
     if any(b.device == "cuda" for b in backends):
         gpu = GpuSession(opts.device_index, cold=timing.l2 == "cold")
-    run_info = {
-        "suite": suite.name, "suite_path": str(suite.path) if suite.path else None,
-        "suite_text": suite.text, "command": shlex.join(opts.argv),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "backends": {b.name: {"device": b.device, "versions": b.versions()} for b in backends},
-        "unavailable_backends": unavailable, "timing": timing.model_dump(),
-        "filter": opts.filter, "shard": list(opts.shard) if opts.shard else None,
-        "host": host_env(), "gpu": gpu.info.to_json() if gpu else None,
-        "gpu_clocks_at_start": gpu.clocks() if gpu else None,
-    }
+    info = describe_run(
+        suite.name, suite, {b.name: {"device": b.device, "versions": b.versions()}
+                            for b in backends},
+        unavailable, timing, shlex.join(opts.argv), gpu, opts.filter, opts.shard)
     if opts.resume:
         store = RunStore.open(opts.resume)
         old = store.run_info()
@@ -286,13 +297,13 @@ def run_suite(suite: Suite, opts: RunOptions,
                              f"{suite.path}; start a new run instead of --resume")
         done = store.done()
     else:
-        store = RunStore.create(opts.out, suite.name, run_info)
+        store = RunStore.create(opts.out, suite.name, info)
         done = set()
     cache_dir = opts.cache_dir or (opts.out / ".cache")
     todo = [(c, b) for c in cases for b in backends if (c.key, b.name) not in done]
     summary = RunSummary(run_dir=store.dir, cases=cases, skipped=len(cases) * len(backends)
                          - len(todo), unavailable=unavailable)
-    progress = _progress(opts.progress)
+    progress = progress_bar(opts.progress)
     try:
         with progress, nvtx_range(f"suite {suite.name}"):
             task = progress.add_task("", total=len(todo))
@@ -314,7 +325,7 @@ def run_suite(suite: Suite, opts: RunOptions,
     return summary
 
 
-def _progress(enabled: bool) -> Any:
+def progress_bar(enabled: bool) -> Any:
     from rich.console import Console
     from rich.progress import (
         BarColumn,

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.runner import RunOptions, RunSummary, _progress
+from bench.runner import RunOptions, RunSummary, progress_bar
 from bench.scale.driver import Sweep, Task
 from bench.suite import Suite, TimingConfig
 
@@ -276,7 +276,7 @@ def run_local(suite: Suite, opts: RunOptions, slots: list[Slot],
     launcher = _Launcher(sweep, slots)
     graceful = False
     try:
-        with _progress(opts.progress) as progress:
+        with progress_bar(opts.progress) as progress:
             for slot in slots:
                 launcher.start(slot)
             launcher.loop(progress)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.runner import RunOptions, RunSummary, _progress
+from bench.runner import RunOptions, RunSummary, progress_bar
 from bench.scale.driver import Sweep, Task
 from bench.suite import Case, Suite, TimingConfig
 
@@ -125,7 +125,7 @@ def _run(ray: Any, sweep: Sweep, opts: RunOptions, workers: int | None) -> RunSu
     for a in actors:
         ask_info(a)
     try:
-        with _progress(opts.progress) as progress:
+        with progress_bar(opts.progress) as progress:
             bar = progress.add_task(f"ray: starting {count} actor(s)", total=None)
             while not sweep.finished:
                 if not refs:

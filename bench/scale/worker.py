@@ -23,7 +23,7 @@ class Worker:
 
     def __init__(self, backend_names: list[str], timing: TimingConfig, cache_dir: Path | None,
                  identity: dict[str, Any]) -> None:
-        from bench.runner import GpuSession, _resolve_backends
+        from bench.runner import GpuSession, resolve_backends
 
         self.timing = timing
         self.cache_dir = cache_dir
@@ -32,7 +32,7 @@ class Worker:
         self.error: str | None = None
         try:
             # the suite argument is read only when no names are given; the driver always names
-            backends, self.unavailable = _resolve_backends(None, backend_names)  # type: ignore[arg-type]
+            backends, self.unavailable = resolve_backends(None, backend_names)  # type: ignore[arg-type]
             self.backends = {b.name: b for b in backends}
             if any(b.device == "cuda" for b in backends):
                 # the worker sees one GPU only (CUDA_VISIBLE_DEVICES), hence index 0
