@@ -124,3 +124,34 @@ def test_killed_sweep_resumes_without_loss_or_duplicates(tmp_path: Path,
     keys = [(r["case_key"], r["backend"]) for r in after]
     assert len(keys) == 12 and len(set(keys)) == 12
     assert after[: len(before)] == before  # nothing finished was lost or rewritten
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_finished_records(tmp_path: Path,
+                                                         cli_env: dict[str, str]) -> None:
+    suite_path = tmp_path / "intr.toml"
+    suite_path.write_text(SUITE.replace('name = "tiny"', 'name = "intr"').replace(
+        "kernel = [1, 3]", "kernel = [1, 3, 5]\nbatch = [1, 2, 4]"))
+    out = tmp_path / "results"
+    cmd = [sys.executable, "-m", "bench", "run", str(suite_path), "--out", str(out),
+           "--no-progress"]
+    proc = subprocess.Popen(cmd, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        found = list(out.glob("intr/*/records.jsonl"))
+        if found and _count_lines(found[0]) >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted:" in stderr and "--resume" in stderr
+    assert "Traceback" not in stderr
+    run_dir = next(out.glob("intr/*"))
+    kept = load_records(run_dir)  # parses: nothing torn
+    assert 2 <= len(kept) < 18
+    res = subprocess.run(cmd + ["--resume", str(run_dir)], env=cli_env, capture_output=True,
+                         text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    keys = [(r["case_key"], r["backend"]) for r in load_records(run_dir)]
+    assert len(keys) == 18 and len(set(keys)) == 18
