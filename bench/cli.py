@@ -131,14 +131,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _print_cases(out: Any, suite: Any, cases: list[Any]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
-    t = Table(title=f"{suite.name}: {len(cases)} case(s) × backends {', '.join(suite.backends)}")
+    t = Table(title=escape(f"{suite.name}: {len(cases)} case(s) × backends "
+                           f"{', '.join(suite.backends)}"))
     for col in ("#", "name", "key", "output", "GFLOP", "FLOP/B"):
         t.add_column(col, justify="right" if col in ("#", "GFLOP", "FLOP/B") else "left")
     for c in cases:
         s = c.spec
-        t.add_row(str(c.index), c.name, c.key, "x".join(map(str, s.output_shape)),
+        t.add_row(str(c.index), escape(c.name), c.key, "x".join(map(str, s.output_shape)),
                   f"{s.flops / 1e9:.3f}", f"{s.intensity:.1f}")
     out.print(t)
 
@@ -158,7 +160,8 @@ def _print_summary(out: Any, records: list[dict[str, Any]]) -> None:
         med = st.get("median")
         chk = r.get("check") or {}
         t.add_row(
-            r["name"], r["backend"], r["status"] if r["status"] == "ok" else f"[red]{r['status']}",
+            escape(r["name"]), r["backend"],
+            r["status"] if r["status"] == "ok" else f"[red]{r['status']}",
             f"{med:.4f}" if med else "-",
             f"{st['median_ci_low']:.4f}–{st['median_ci_high']:.4f}" if med else "-",
             f"{st['rse'] * 100:.2f}%" if st.get("rse") is not None else "-",

@@ -18,6 +18,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+from rich.markup import escape
+
 from bench.backends.base import Backend, Engine
 from bench.backends.registry import get_backend
 from bench.env import host_env
@@ -202,8 +205,12 @@ def measure_case(case: Case, backend: Backend, timing: TimingConfig, gpu: GpuSes
         rec["throttled"] = any(bool(c and c.get("throttled")) for c in
                                (clocks_before, clocks_after))
         if timing.profile_iters:
-            with nvtx_range("profile"):
-                layers = engine.layer_profile(stream, timing.profile_iters)
+            try:  # a failed profile must not throw away a finished measurement
+                with nvtx_range("profile"):
+                    layers = engine.layer_profile(stream, timing.profile_iters)
+            except Exception as e:  # noqa: BLE001
+                layers = []
+                rec["profile_error"] = f"{type(e).__name__}: {_one_line(e)}"
             if layers:
                 layers_row = {"case_key": case.key, "backend": backend.name,
                               "layers": [lt.to_json() for lt in layers]}
@@ -277,7 +284,14 @@ def run_suite(suite: Suite, opts: RunOptions,
         raise BenchError(f"{suite.path or suite.name}: no case left after --filter/--shard")
     timing = suite.timing.model_copy(update=opts.timing) if opts.timing else suite.timing
     if opts.timing:
-        timing = TimingConfig.model_validate(timing.model_dump())
+        try:
+            timing = TimingConfig.model_validate(timing.model_dump())
+        except ValidationError as e:
+            err = e.errors()[0]
+            raise BenchError(f"--{str(err['loc'][0]).replace('_', '-')}: "
+                             f"{err['msg'].removeprefix('Value error, ')}") from None
+    if timing.mode == "host" and timing.l2 == "cold":
+        raise BenchError("--l2 cold needs --mode graph or events (host timing never flushes L2)")
     if opts.dry_run:
         return RunSummary(run_dir=None, cases=cases)
     backends, unavailable = resolve_backends(suite, opts.backends)
@@ -292,6 +306,9 @@ def run_suite(suite: Suite, opts: RunOptions,
     if opts.resume:
         store = RunStore.open(opts.resume)
         old = store.run_info()
+        if old.get("timing") not in (None, timing.model_dump()):
+            raise BenchError(f"{opts.resume}: was measured with other timing settings "
+                             f"({old.get('timing')}); resume with the same options")
         if old.get("suite_text") != suite.text:
             raise BenchError(f"{opts.resume}: was made from a different suite text than "
                              f"{suite.path}; start a new run instead of --resume")
@@ -308,7 +325,7 @@ def run_suite(suite: Suite, opts: RunOptions,
         with progress, nvtx_range(f"suite {suite.name}"):
             task = progress.add_task("", total=len(todo))
             for case, backend in todo:
-                progress.update(task, description=f"{backend.name} {case.name}")
+                progress.update(task, description=escape(f"{backend.name} {case.name}"))
                 with nvtx_range(f"case {case.index} {backend.name} {case.name}",
                                 payload=case.index):
                     rec, layers = measure_case(case, backend, timing, gpu, cache_dir)

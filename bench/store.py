@@ -159,8 +159,10 @@ def read_run_info(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / RUN_FILE
     try:
         info = json.loads(path.read_text())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise BenchError(f"{path}: not found; is {run_dir} a convbench run directory?") from None
+    except OSError as e:
+        raise BenchError(f"{path}: cannot read ({e.strerror or e})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BenchError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(info, dict):

@@ -43,8 +43,10 @@ class TimingConfig(BaseModel):
     profile_iters: int = Field(20, ge=0)
 
     def settings(self) -> TimingSettings:
+        # a --max-time-s below min_time_s caps the minimum too: else no case could converge
         return TimingSettings(warmup_s=self.warmup_s, min_samples=self.min_samples,
-                              min_time_s=self.min_time_s, max_time_s=self.max_time_s,
+                              min_time_s=min(self.min_time_s, self.max_time_s),
+                              max_time_s=self.max_time_s,
                               target_rse=self.target_rse)
 
 

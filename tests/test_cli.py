@@ -32,6 +32,10 @@ def test_show_prints_expanded_cases(cli_env: dict[str, str]) -> None:
     (["run", str(ROOT / "suites" / "quickstart.toml"), "--filter", "os.system('x')"],
      "--filter"),
     (["report", "/nonexistent/run"], "run.json: not found"),
+    (["report", str(ROOT / "suites" / "quickstart.toml")], "run.json: not found"),
+    (["run", str(ROOT / "suites" / "quickstart.toml"), "--warmup-s", "-1"], "--warmup-s: "),
+    (["run", str(ROOT / "suites" / "quickstart.toml"), "--mode", "host", "--l2", "cold"],
+     "--l2 cold needs --mode graph or events"),
 ])
 def test_user_errors_exit_1_with_one_line(cli_env: dict[str, str], tmp_path: Path,
                                           args: list[str], needle: str) -> None:

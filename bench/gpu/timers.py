@@ -102,19 +102,22 @@ class _Blocker:
         if not self.enabled:
             return
         drv = _driver()
+        first = self._seq == 0
         seq = (self._seq + 1) & 0xFFFFFFFF
         geq = int(drv.CUstreamWaitValue_flags.CU_STREAM_WAIT_VALUE_GEQ)
+        # marked held before the wait is queued: a Ctrl-C arriving during the call must still
+        # be followed by a release (writing the flag with nothing waiting is harmless)
+        self._seq, self._held = seq, True
         err = drv.cuStreamWaitValue32(_cu_stream(self._stream.handle), _cu_ptr(self._flag.ptr),
                                       seq, geq)
         err = err[0] if isinstance(err, tuple) else err
         if int(err) != 0:
-            if self._seq == 0:  # unsupported here: measure unblocked
+            self._held = False
+            if first:  # unsupported here: measure unblocked
                 self.enabled = False
                 self.why_not = f"cuStreamWaitValue32: {getattr(err, 'name', err)}"
                 return
             _check(err, "cuStreamWaitValue32")
-        self._seq = seq
-        self._held = True
 
     def release(self) -> None:
         if not self._held:
@@ -172,6 +175,7 @@ class _EventSource:
             return
         self._closed = True
         try:
+            self._before_sync()
             self.stream.sync()
         finally:
             self._close_impl()
@@ -179,6 +183,10 @@ class _EventSource:
             self._stop.close()
 
     def _close_impl(self) -> None:
+        return None
+
+    def _before_sync(self) -> None:
+        """Undo anything that would keep the stream from draining (a held blocker)."""
         return None
 
 
@@ -269,8 +277,8 @@ class GraphSource(_EventSource):
         assert self._graph is not None and self._blocker is not None
         graph, s, blocker = self._graph, self.stream, self._blocker
         self._flush()
-        blocker.hold()
         try:
+            blocker.hold()
             s.record(self._start)
             graph.launch(s)
             s.record(self._stop)
@@ -280,6 +288,10 @@ class GraphSource(_EventSource):
 
     def __call__(self) -> float:
         return self._replay_ms() / self.iters_per_sample
+
+    def _before_sync(self) -> None:
+        if self._blocker is not None:
+            self._blocker.release()
 
     def _close_impl(self) -> None:
         try:
