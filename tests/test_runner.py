@@ -93,24 +93,33 @@ def _count_lines(path: Path) -> int:
         return 0
 
 
+def _sweep_cmd(tmp_path: Path, name: str, sweep: str) -> tuple[list[str], Path]:
+    """A `convbench run` command line for a copy of SUITE with another sweep, and its out dir."""
+    suite_path = tmp_path / f"{name}.toml"
+    suite_path.write_text(SUITE.replace('name = "tiny"', f'name = "{name}"').replace(
+        "kernel = [1, 3]", sweep))
+    out = tmp_path / "results"
+    return [sys.executable, "-m", "bench", "run", str(suite_path), "--out", str(out),
+            "--no-progress"], out
+
+
+def _wait_for_records(out: Path, name: str, count: int) -> Path | None:
+    """The records file once it holds ``count`` lines (None after two minutes)."""
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        found = list(out.glob(f"{name}/*/records.jsonl"))
+        if found and _count_lines(found[0]) >= count:
+            return found[0]
+        time.sleep(0.05)
+    return None
+
+
 def test_killed_sweep_resumes_without_loss_or_duplicates(tmp_path: Path,
                                                          cli_env: dict[str, str]) -> None:
-    suite_path = tmp_path / "kill.toml"
-    suite_path.write_text(SUITE.replace('name = "tiny"', 'name = "kill"').replace(
-        "kernel = [1, 3]", "kernel = [1, 3, 5]\nbatch = [1, 2]"))
-    out = tmp_path / "results"
-    cmd = [sys.executable, "-m", "bench", "run", str(suite_path), "--out", str(out),
-           "--no-progress"]
+    cmd, out = _sweep_cmd(tmp_path, "kill", "kernel = [1, 3, 5]\nbatch = [1, 2]")
     log = open(tmp_path / "first.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(cmd, env=cli_env, stdout=subprocess.DEVNULL, stderr=log)
-    deadline = time.time() + 120
-    records = None
-    while time.time() < deadline:
-        found = list(out.glob("kill/*/records.jsonl"))
-        if found and _count_lines(found[0]) >= 3:
-            records = found[0]
-            break
-        time.sleep(0.05)
+    records = _wait_for_records(out, "kill", 3)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     log.close()
@@ -128,20 +137,10 @@ def test_killed_sweep_resumes_without_loss_or_duplicates(tmp_path: Path,
 
 def test_ctrl_c_stops_cleanly_and_keeps_finished_records(tmp_path: Path,
                                                          cli_env: dict[str, str]) -> None:
-    suite_path = tmp_path / "intr.toml"
-    suite_path.write_text(SUITE.replace('name = "tiny"', 'name = "intr"').replace(
-        "kernel = [1, 3]", "kernel = [1, 3, 5]\nbatch = [1, 2, 4]"))
-    out = tmp_path / "results"
-    cmd = [sys.executable, "-m", "bench", "run", str(suite_path), "--out", str(out),
-           "--no-progress"]
+    cmd, out = _sweep_cmd(tmp_path, "intr", "kernel = [1, 3, 5]\nbatch = [1, 2, 4]")
     proc = subprocess.Popen(cmd, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        found = list(out.glob("intr/*/records.jsonl"))
-        if found and _count_lines(found[0]) >= 2:
-            break
-        time.sleep(0.05)
+    _wait_for_records(out, "intr", 2)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
