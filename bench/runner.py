@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 from rich.markup import escape
 
-from bench.backends.base import Backend, Engine
+from bench.backends.base import Backend, BuildContext, Engine
 from bench.backends.registry import get_backend
 from bench.env import host_env
 from bench.errors import BenchError, BuildFailed, UnsupportedCase
@@ -85,6 +85,7 @@ class GpuSession:
         reason = cuda.unavailable_reason()
         if reason:
             raise BenchError(f"CUDA: {reason}")
+        self.index = index
         self.device = cuda.Device(index)
         self.info = self.device.info
         self.stream = self.device.stream()
@@ -167,7 +168,7 @@ def measure_case(case: Case, backend: Backend, timing: TimingConfig, gpu: GpuSes
     try:
         data = make_data(spec)
         with nvtx_range("build"):
-            engine = backend.build(spec, data, cache_dir)
+            engine = backend.build(spec, data, BuildContext(gpu.index if gpu else 0, cache_dir))
         rec["build"] = engine.info.to_json()
         with nvtx_range("check"):
             engine.set_input(data.x)

@@ -15,6 +15,13 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 Precision = Literal["fp32", "fp16", "bf16"]
 Activation = Literal["none", "relu"]
+#: how a library picks its kernel at build time: ``autotune`` times candidates and keeps the
+#: fastest (cuDNN's ``benchmark`` mode, the cuDNN frontend's plan search), ``heuristic`` takes
+#: the library's first heuristic choice (the same in every process)
+Algo = Literal["autotune", "heuristic"]
+#: TensorRT: ``reuse`` reads and writes the persistent timing cache (and the engine cache);
+#: ``fresh`` reads neither, so every build times its tactics again
+TimingCache = Literal["reuse", "fresh"]
 
 BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "bf16": 2}
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
@@ -68,6 +75,8 @@ class ConvSpec(BaseModel):
     workspace: int | None = None
     opt_level: int | None = None
     tf32: bool = True
+    algo: Algo = "autotune"
+    timing_cache: TimingCache = "reuse"
 
     @field_validator("kernel", "stride", "dilation", mode="before")
     @classmethod
@@ -170,7 +179,11 @@ class ConvSpec(BaseModel):
     @cached_property
     def key(self) -> str:
         """Stable 16-hex-digit id: same spec → same key across runs and Python versions."""
-        text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        fields = self.model_dump(mode="json")
+        for name in KEY_OPTIONAL:  # added later: at their default, the key of older runs holds
+            if fields.get(name) == ConvSpec.model_fields[name].default:
+                fields.pop(name, None)
+        text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def short_name(self) -> str:
@@ -192,7 +205,16 @@ class ConvSpec(BaseModel):
             parts.append(f"ws{self.workspace >> 20}M")
         if self.opt_level is not None:
             parts.append(f"O{self.opt_level}")
+        if self.algo != "autotune":
+            parts.append(self.algo)
+        if self.timing_cache != "reuse":
+            parts.append(f"tc-{self.timing_cache}")
         return "-".join(parts)
+
+
+#: fields added after results were first stored: left out of ``key`` while at their default,
+#: so a case's key (resume, compare, caches) is the same as in older runs
+KEY_OPTIONAL = ("algo", "timing_cache")
 
 
 def _prod(shape: tuple[int, ...]) -> int:

@@ -141,6 +141,7 @@ def run_child(args: argparse.Namespace) -> int:
 
     from bench.backends.torch import TorchBackend
     from bench.reference import make_data
+    from bench.spec import ConvSpec
 
     cases = _cases(args)
     device = cuda.Device(args.device)
@@ -148,11 +149,12 @@ def run_child(args: argparse.Namespace) -> int:
     # cuDNN heuristics, not autotuning: under ncu (which replays and serializes kernels) the
     # autotuner picks other algorithms than in the timed process, and the reference would
     # time different kernels
-    backend = TorchBackend(cudnn_benchmark=False)
+    backend = TorchBackend()
     torch_stream = torch.cuda.ExternalStream(stream.handle)
     manifest: list[int] = []
     for case in cases:
-        engine = backend.build(case.spec, make_data(case.spec))
+        spec = ConvSpec.model_validate({**case.spec.model_dump(), "algo": "heuristic"})
+        engine = backend.build(spec, make_data(spec))
         try:
             for _ in range(3):  # warm, outside the profiled range
                 engine.enqueue(stream)
@@ -233,17 +235,19 @@ def measure_pass(cases: Sequence[Any], stream: Any, flusher: Any, settings: Any,
     from bench.backends.torch import TorchBackend
     from bench.gpu.timers import make_source
     from bench.reference import make_data
+    from bench.spec import ConvSpec
     from bench.stats import summarize
     from bench.timing import measure
 
     # cuDNN heuristics, not autotuning: under ncu (which replays and serializes kernels) the
     # autotuner picks other algorithms than in the timed process, and the reference would
     # time different kernels
-    backend = TorchBackend(cudnn_benchmark=False)
+    backend = TorchBackend()
     out: dict[int, dict[str, Any]] = {}
     for n, case in enumerate(cases, 1):
         t0 = time.perf_counter()
-        engine = backend.build(case.spec, make_data(case.spec))
+        spec = ConvSpec.model_validate({**case.spec.model_dump(), "algo": "heuristic"})
+        engine = backend.build(spec, make_data(spec))
         res: dict[str, Any] = {"build_s": time.perf_counter() - t0}
         try:
             for key, mode, l2 in HARNESSES:

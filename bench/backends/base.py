@@ -36,6 +36,15 @@ class ConvData:
     b: np.ndarray | None
 
 
+@dataclass(frozen=True)
+class BuildContext:
+    """Where and with what an engine is built: the CUDA device the run plan chose (an index as
+    CUDA counts them in this process) and the cache directory (engines, timing caches)."""
+
+    device_index: int = 0
+    cache_dir: Path | None = None
+
+
 @dataclass
 class BuildInfo:
     """What building an engine cost and chose."""
@@ -167,8 +176,8 @@ class Backend(ABC):
     def device(self) -> DeviceKind:
         """Where engines of this backend run on this machine."""
 
-    def build(self, spec: ConvSpec, data: ConvData, cache_dir: Path | None = None) -> Engine:
-        """Build an engine for ``spec`` with the weights in ``data``.
+    def build(self, spec: ConvSpec, data: ConvData, ctx: BuildContext | None = None) -> Engine:
+        """Build an engine for ``spec`` with the weights in ``data``, on ``ctx``'s device.
 
         Raises ``UnsupportedCase`` when the case cannot run here and ``BuildFailed`` when the
         build itself fails; both become records with a status, and the sweep goes on.
@@ -178,7 +187,7 @@ class Backend(ABC):
             from bench.errors import BackendUnavailable
 
             raise BackendUnavailable(f"{self.name}: {reason}")
-        return self._build_impl(spec, data, cache_dir)
+        return self._build_impl(spec, data, ctx or BuildContext())
 
     @abstractmethod
-    def _build_impl(self, spec: ConvSpec, data: ConvData, cache_dir: Path | None) -> Engine: ...
+    def _build_impl(self, spec: ConvSpec, data: ConvData, ctx: BuildContext) -> Engine: ...

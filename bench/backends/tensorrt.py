@@ -36,6 +36,7 @@ import numpy as np
 
 from bench.backends.base import (
     Backend,
+    BuildContext,
     BuildInfo,
     ConvData,
     DeviceKind,
@@ -469,7 +470,8 @@ class TensorRTBackend(Backend):
             raise NoSupportedGpu(why, info)
 
     # build --------------------------------------------------------------------------------------
-    def _build_impl(self, spec: ConvSpec, data: ConvData, cache_dir: Path | None) -> Engine:
+    def _build_impl(self, spec: ConvSpec, data: ConvData, ctx: BuildContext) -> Engine:
+        cache_dir = ctx.cache_dir
         flavour, trt = self._module()
         target_label, target = self.build_target()
         self._check_precision(spec, target_label)

@@ -14,13 +14,13 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench.backends.base import (
     Backend,
+    BuildContext,
     BuildInfo,
     ConvData,
     DeviceKind,
@@ -74,12 +74,6 @@ class TorchBackend(Backend):
     name = "torch"
     install_hint = "pip install 'trt-convbench[torch]'"
 
-    def __init__(self, cudnn_benchmark: bool = True) -> None:
-        # True (the default) picks the fastest cuDNN algorithm by timing each at build time,
-        # as a user would. False uses cuDNN's heuristics: the same choice in every process,
-        # which a reference measurement in another process (Nsight Compute) needs.
-        self.cudnn_benchmark = cudnn_benchmark
-
     def available(self) -> tuple[bool, str]:
         try:
             _torch()
@@ -109,20 +103,30 @@ class TorchBackend(Backend):
             return "cpu"
         return "cuda" if torch.cuda.is_available() else "cpu"
 
-    def _build_impl(self, spec: ConvSpec, data: ConvData, cache_dir: Path | None) -> Engine:
+    def _build_impl(self, spec: ConvSpec, data: ConvData, ctx: BuildContext) -> Engine:
         torch = _torch()
-        device = self.device
+        kind = self.device
         dtype = getattr(torch, _DTYPES[spec.precision])
-        if device == "cuda":
-            major, _ = torch.cuda.get_device_capability()
+        # spec.algo: "autotune" (cudnn.benchmark=True, torch's usual choice for fixed shapes)
+        # times cuDNN's algorithms in this process and keeps the fastest, so another process
+        # may keep another; "heuristic" takes cuDNN's heuristic pick, the same in every process
+        autotune = spec.algo == "autotune"
+        device: Any = "cpu"
+        if kind == "cuda":
+            n = torch.cuda.device_count()
+            if not 0 <= ctx.device_index < n:
+                raise UnsupportedCase(f"no CUDA device {ctx.device_index} (torch sees {n})")
+            device = torch.device("cuda", ctx.device_index)
+            torch.cuda.set_device(device)
+            major, _ = torch.cuda.get_device_capability(device)
             if spec.precision == "bf16" and major < 8:
                 raise UnsupportedCase("bf16 needs compute capability 8.0 or newer")
-            torch.backends.cudnn.benchmark = self.cudnn_benchmark
+            torch.backends.cudnn.benchmark = autotune
             _set_tf32(torch, spec.tf32)
         t0 = time.perf_counter()
         w = torch.from_numpy(data.w).to(device=device, dtype=dtype)
         b = torch.from_numpy(data.b).to(device=device, dtype=dtype) if data.b is not None else None
-        engine = TorchEngine(spec, BuildInfo(build_s=0.0), w, b, dtype, device)
+        engine = TorchEngine(spec, BuildInfo(build_s=0.0), w, b, dtype, kind, device)
         engine.set_input(data.x)
         try:
             engine.enqueue(None)  # first call: cuDNN benchmarks algorithms, oneDNN primitives
@@ -130,13 +134,13 @@ class TorchBackend(Backend):
         except (RuntimeError, NotImplementedError) as e:
             engine.close()
             if "not implemented" in str(e) or "not supported" in str(e):
-                raise UnsupportedCase(f"torch on {device}: {str(e).splitlines()[0]}") from None
+                raise UnsupportedCase(f"torch on {kind}: {str(e).splitlines()[0]}") from None
             raise
         engine.info.build_s = time.perf_counter() - t0
-        engine.info.extra = {"device": device,
-                             "cudnn_benchmark": device == "cuda" and self.cudnn_benchmark,
+        engine.info.extra = {"device": str(device), "algo": spec.algo if kind == "cuda" else
+                             "n/a", "cudnn_benchmark": kind == "cuda" and autotune,
                              "tf32": bool(spec.tf32 and spec.precision == "fp32"
-                                          and device == "cuda")}
+                                          and kind == "cuda")}
         return engine
 
 
@@ -156,9 +160,10 @@ class _TorchGraph:
 
 class TorchEngine(Engine):
     def __init__(self, spec: ConvSpec, info: BuildInfo, w: Any, b: Any, dtype: Any,
-                 device: DeviceKind) -> None:
+                 kind: DeviceKind, device: Any) -> None:
         super().__init__(spec, info)
-        self.device = device
+        self.device = kind
+        self._torch_device = device
         self._w, self._b, self._dtype = w, b, dtype
         self._x: Any = None
         self._out: Any = None
@@ -168,10 +173,11 @@ class TorchEngine(Engine):
     def _stream(self, stream: StreamLike | None) -> Any:
         torch = _torch()
         if stream is None:
-            return torch.cuda.current_stream()
+            return torch.cuda.current_stream(self._torch_device)
         s = self._streams.get(stream.handle)
         if s is None:
-            s = self._streams[stream.handle] = torch.cuda.ExternalStream(stream.handle)
+            s = self._streams[stream.handle] = torch.cuda.ExternalStream(
+                stream.handle, device=self._torch_device)
         return s
 
     def _forward(self) -> Any:
@@ -185,9 +191,9 @@ class TorchEngine(Engine):
 
     def _set_input_impl(self, x: np.ndarray) -> None:
         torch = _torch()
-        self._x = torch.from_numpy(np.ascontiguousarray(x)).to(self.device, self._dtype)
+        self._x = torch.from_numpy(np.ascontiguousarray(x)).to(self._torch_device, self._dtype)
         if self.device == "cuda":
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(self._torch_device)
 
     def _enqueue_impl(self, stream: StreamLike | None) -> None:
         if self.device == "cpu":
