@@ -39,11 +39,13 @@ def add_timing_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-time-s", type=float)
     g.add_argument("--target-rse", type=float)
     g.add_argument("--profile-iters", type=int)
+    g.add_argument("--repeats", type=int, help="independent passes per case, each in a fresh "
+                   "process (default 1)")
 
 
 def timing_overrides(args: argparse.Namespace) -> dict[str, Any]:
     names = ["mode", "l2", "warmup_s", "min_samples", "min_time_s", "max_time_s", "target_rse",
-             "profile_iters"]
+             "profile_iters", "repeats"]
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
@@ -91,28 +93,25 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.runner import RunOptions, run_suite
+    from bench.plan import make_plan
+    from bench.runner import run_suite
     from bench.suite import DEFAULT_MAX_CASES, load_suite
 
     suite = load_suite(args.suite, max_cases=args.max_cases or DEFAULT_MAX_CASES)
-    opts = RunOptions(out=args.out, backends=args.backends, resume=args.resume,
-                      filter=args.filter, shard=args.shard, dry_run=args.dry_run,
-                      timing=timing_overrides(args), cache_dir=args.cache_dir,
-                      device_index=args.device, progress=not args.no_progress)
+    plan = make_plan(suite, backends=args.backends, timing=timing_overrides(args), out=args.out,
+                     resume=args.resume, cache_dir=args.cache_dir, device_index=args.device,
+                     filter=args.filter, shard=args.shard, progress=not args.no_progress)
     out = _console()
     if args.dry_run:
-        from bench.runner import select_cases
-
-        cases = select_cases(suite, args.filter, args.shard)
-        _print_cases(out, suite, cases)
+        _print_cases(out, suite, list(plan.cases))
         return 0
     from bench.scale.cli import run_scaled, wants_scale_out
 
-    summary = run_scaled(suite, opts, args) if wants_scale_out(args) else run_suite(suite, opts)
-    from rich.markup import escape
+    summary = run_scaled(plan, args) if wants_scale_out(args) else run_suite(plan)
+    from bench.text import safe
 
     for name, reason in summary.unavailable.items():
-        out.print(f"[yellow]skipped backend {name}: {escape(reason)}[/]")
+        out.print(f"[yellow]skipped backend {name}: {safe(reason)}[/]")
     _print_summary(out, summary.records)
     if summary.skipped:
         out.print(f"resumed: {summary.skipped} case(s) already done were skipped")
@@ -131,8 +130,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _print_cases(out: Any, suite: Any, cases: list[Any]) -> None:
-    from rich.markup import escape
     from rich.table import Table
+
+    from bench.text import safe as escape
 
     t = Table(title=escape(f"{suite.name}: {len(cases)} case(s) × backends "
                            f"{', '.join(suite.backends)}"))
@@ -145,39 +145,47 @@ def _print_cases(out: Any, suite: Any, cases: list[Any]) -> None:
     out.print(t)
 
 
-def _print_summary(out: Any, records: list[dict[str, Any]]) -> None:
-    from rich.markup import escape
+def _print_summary(out: Any, records: list[Any]) -> None:
     from rich.table import Table
+
+    from bench.text import safe
 
     if not records:
         return
-    t = Table(title="results")
-    for col in ("case", "backend", "status", "median ms", "95% CI", "noise", "TFLOP/s",
-                "rel err"):
-        t.add_column(col, justify="left" if col in ("case", "backend", "status") else "right")
+    t = Table(title="results (median per inference; interval: 95 % CI of the median within "
+                    "one pass, or the range between passes when repeated)")
+    for col in ("case", "backend", "status", "median ms", "interval", "covers", "noise",
+                "TFLOP/s", "rel err"):
+        t.add_column(col, justify="left" if col in ("case", "backend", "status", "covers")
+                     else "right")
     for r in records:
-        st = r.get("stats") or {}
-        med = st.get("median")
-        chk = r.get("check") or {}
+        med = r.median_ms
+        iv = r.interval
+        status = r.status if r.status == "ok" else f"[red]{r.status}"
+        if r.status == "ok" and r.flags:
+            status = f"[yellow]ok, flagged: {', '.join(sorted(set(r.flag_names)))}"
         t.add_row(
-            escape(r["name"]), r["backend"],
-            r["status"] if r["status"] == "ok" else f"[red]{r['status']}",
+            safe(r.name), safe(r.backend), status,
             f"{med:.4f}" if med else "-",
-            f"{st['median_ci_low']:.4f}–{st['median_ci_high']:.4f}" if med else "-",
-            f"{st['rse'] * 100:.2f}%" if st.get("rse") is not None else "-",
-            f"{r['derived']['flops'] / med / 1e9:.3f}" if med else "-",
-            f"{chk['rel_err']:.1e}" if chk.get("rel_err") is not None else "-",
+            f"{iv[0]:.4f}–{iv[1]:.4f}" if iv else "-",
+            iv[2] if iv else "-",
+            f"{r.stats.rse * 100:.2f}%" if r.stats and r.stats.rse is not None else "-",
+            f"{r.derived.flops / med / 1e9:.3f}" if med else "-",
+            f"{r.check.rel_err:.1e}" if r.check and r.check.rel_err is not None else "-",
         )
     out.print(t)
-    bad = [r for r in records if r["status"] != "ok"]
+    bad = [r for r in records if r.status != "ok"]
     for r in bad[:20]:
-        out.print(f"[red]{r['status']}[/] {r['backend']} {escape(r['name'])}: "
-                  f"{escape(str(r.get('error')))}")
+        out.print(f"[red]{r.status}[/] {safe(r.backend)} {safe(r.name)}: {safe(r.error)}")
+    flagged = [r for r in records if r.status == "ok" and r.flags]
+    for r in flagged[:20]:
+        out.print(f"[yellow]flagged[/] {safe(r.backend)} {safe(r.name)}: "
+                  + safe("; ".join(f"{f.name}: {f.reason}" for f in r.flags)))
 
 
 # --- show / doctor / report ---------------------------------------------------------------------
 def cmd_show(args: argparse.Namespace) -> int:
-    from bench.runner import select_cases
+    from bench.plan import select_cases
     from bench.suite import DEFAULT_MAX_CASES, load_suite
 
     suite = load_suite(args.suite, max_cases=args.max_cases or DEFAULT_MAX_CASES)

@@ -32,6 +32,8 @@ from bench.errors import BenchError
 if TYPE_CHECKING:  # pandas is imported where used: command modules load with every CLI call
     import pandas as pd
 
+    from bench.record import Aggregate
+
 DEFAULT_THRESHOLD = 0.05
 DEFAULT_ALPHA = 0.001
 REGRESSIONS = ("SLOW", "FAILED")
@@ -84,8 +86,8 @@ def kernel_change(base: set[str] | None, new: set[str] | None) -> tuple[str, str
 def _layer_names(run_dir: Path) -> dict[tuple[str, str], set[str]]:
     from bench.store import load_layers
 
-    return {(r["case_key"], r["backend"]): {layer["name"] for layer in r.get("layers") or []}
-            for r in load_layers(run_dir) if "case_key" in r and "backend" in r}
+    return {(r.case_key, r.backend): {layer.name for layer in r.layers}
+            for r in load_layers(run_dir)}
 
 
 def parse_threshold(text: str) -> float:
@@ -119,6 +121,21 @@ def verdict(base: list[float], new: list[float], threshold: float = DEFAULT_THRE
     return ("SLOW" if ratio > 1 else "FAST"), ratio, p
 
 
+def verdict_between_passes(base: Aggregate, new: Aggregate,
+                           threshold: float = DEFAULT_THRESHOLD) -> tuple[str, float]:
+    """(verdict, ratio of the medians of pass medians) for two replicated cases: a change
+    beyond the threshold counts only when the between-pass ranges do not overlap — the
+    within-pass samples say nothing about how another build would choose."""
+    ratio = new.median_ms / base.median_ms
+    if abs(ratio - 1) <= threshold:
+        return "SAME", ratio
+    if ratio > 1 and new.low_ms > base.high_ms:
+        return "SLOW", ratio
+    if ratio < 1 and new.high_ms < base.low_ms:
+        return "FAST", ratio
+    return "AMBIGUOUS", ratio
+
+
 def _check_comparable(base: dict[str, Any], new: dict[str, Any], allow_different_gpus: bool,
                       base_dir: Path, new_dir: Path) -> None:
     if base.get("schema") != new.get("schema"):
@@ -142,23 +159,25 @@ def compare_runs(base_dir: str | Path, new_dir: str | Path,
     base_dir, new_dir = Path(base_dir), Path(new_dir)
     bi, ni = read_run_info(base_dir), read_run_info(new_dir)
     _check_comparable(bi, ni, allow_different_gpus, base_dir, new_dir)
-    base = {(r["case_key"], r["backend"]): r for r in load_records(base_dir)}
-    new = {(r["case_key"], r["backend"]): r for r in load_records(new_dir)}
+    base = {(r.case_key, r.backend): r for r in load_records(base_dir)}
+    new = {(r.case_key, r.backend): r for r in load_records(new_dir)}
     base_layers, new_layers = _layer_names(base_dir), _layer_names(new_dir)
     rows = []
     for key in list(base) + [k for k in new if k not in base]:
         b, n = base.get(key), new.get(key)
         rec = n or b
         assert rec is not None
-        row: dict[str, Any] = {"case_key": key[0], "backend": key[1], "name": rec["name"],
-                               "base_status": b["status"] if b else None,
-                               "new_status": n["status"] if n else None}
-        bs, ns = (b or {}).get("stats") or {}, (n or {}).get("stats") or {}
-        row.update(base_median_ms=bs.get("median"), new_median_ms=ns.get("median"),
+        row: dict[str, Any] = {"case_key": key[0], "backend": key[1], "name": rec.name,
+                               "base_status": b.status if b else None,
+                               "new_status": n.status if n else None}
+        row.update(base_median_ms=b.median_ms if b else None,
+                   new_median_ms=n.median_ms if n else None,
                    ratio=math.nan, ratio_low=math.nan, ratio_high=math.nan, p_value=math.nan,
-                   base_n=bs.get("n"), new_n=ns.get("n"))
-        b_ok = b is not None and b["status"] == "ok"
-        n_ok = n is not None and n["status"] == "ok"
+                   base_n=b.stats.n if b and b.stats else None,
+                   new_n=n.stats.n if n and n.stats else None, basis=None,
+                   selection="")
+        b_ok = b is not None and b.status == "ok"
+        n_ok = n is not None and n.status == "ok"
         if b is None:
             row["verdict"] = "NEW"
         elif n is None:
@@ -169,14 +188,23 @@ def compare_runs(base_dir: str | Path, new_dir: str | Path,
             row["verdict"] = "BROKEN"
         elif not b_ok and n_ok:
             row["verdict"] = "FIXED"
+        elif b.aggregate is not None and n.aggregate is not None:
+            v, ratio = verdict_between_passes(b.aggregate, n.aggregate, threshold)
+            row.update(verdict=v, ratio=ratio, basis="between passes",
+                       ratio_low=n.aggregate.low_ms / b.aggregate.high_ms,
+                       ratio_high=n.aggregate.high_ms / b.aggregate.low_ms)
         else:
-            v, ratio, p = verdict(b.get("samples_ms") or [], n.get("samples_ms") or [],
-                                  threshold, alpha)
-            row.update(verdict=v, ratio=ratio, p_value=p)
+            v, ratio, p = verdict(b.samples_ms, n.samples_ms, threshold, alpha)
+            row.update(verdict=v, ratio=ratio, p_value=p, basis="within pass")
             # conservative interval of the ratio from the two medians' 95 % CIs
-            if bs.get("median_ci_high") and ns.get("median_ci_low") is not None:
-                row["ratio_low"] = ns["median_ci_low"] / bs["median_ci_high"]
-                row["ratio_high"] = ns["median_ci_high"] / bs["median_ci_low"]
+            if b.stats and n.stats:
+                row["ratio_low"] = n.stats.median_ci_low / b.stats.median_ci_high
+                row["ratio_high"] = n.stats.median_ci_high / b.stats.median_ci_low
+        unstable = [f"{w} ran {len(r.aggregate.kernel_sets)} kernel sets"
+                    for w, r in (("base", b), ("new", n))
+                    if r is not None and r.aggregate is not None
+                    and len(r.aggregate.kernel_sets) > 1]
+        row["selection"] = "; ".join(unstable)
         row["kernels"], row["kernel_diff"] = kernel_change(base_layers.get(key),
                                                            new_layers.get(key))
         rows.append(row)

@@ -110,17 +110,18 @@ def export_trtexec(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
     run_dir, out = Path(run_dir), Path(out_dir)
     info = read_run_info(run_dir)
     count = int((info.get("timing") or {}).get("profile_iters") or 1)
-    layers = {(r["case_key"], r["backend"]): r.get("layers", []) for r in load_layers(run_dir)}
+    layers = {(r.case_key, r.backend): [la.model_dump() for la in r.layers]
+              for r in load_layers(run_dir)}
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for r in load_records(run_dir):
-        if r.get("status") != "ok" or not r.get("samples_ms"):
+        if r.status != "ok" or not r.samples_ms:
             continue
-        stem = out / _slug(f"{r['case_index']:04d}-{r['name']}-{r['backend']}")
+        stem = out / _slug(f"{r.case_index:04d}-{r.name}-{r.backend}")
         p = stem.with_name(stem.name + ".times.json")
-        p.write_text(json.dumps(trtexec_times(r["samples_ms"]), indent=1) + "\n")
+        p.write_text(json.dumps(trtexec_times(r.samples_ms), indent=1) + "\n")
         written.append(p)
-        lay = layers.get((r["case_key"], r["backend"]))
+        lay = layers.get((r.case_key, r.backend))
         if lay:
             p = stem.with_name(stem.name + ".profile.json")
             p.write_text(json.dumps(trtexec_profile(lay, count), indent=1) + "\n")

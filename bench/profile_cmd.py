@@ -45,19 +45,18 @@ def profiler_commands(argv: list[str], case_key: str) -> dict[str, str]:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from bench.backends.registry import get_backend
     from bench.cli import _console, _print_summary, timing_overrides
-    from bench.runner import GpuSession, measure_case, nvtx_range
-    from bench.suite import TimingConfig, load_suite
+    from bench.plan import make_plan
+    from bench.runner import measure_case, nvtx_range
+    from bench.suite import load_suite
 
     suite = load_suite(args.suite)
     case = find_case(suite, args.case)
-    backend = get_backend(args.backend or suite.backends[0])
-    ok, reason = backend.available()
-    if not ok:
-        raise BenchError(f"{backend.name}: {reason}")
-    timing = TimingConfig.model_validate({**suite.timing.model_dump(), "profile_iters": 0,
-                                          **timing_overrides(args)})
+    plan = make_plan(suite, backends=[args.backend or suite.backends[0]],
+                     timing={"profile_iters": 0, **timing_overrides(args)},
+                     cache_dir=args.cache_dir, device_index=args.device)
+    timing = plan.timing
+    [backend], _ = plan.resolve_backends()
     out = _console()
     # this interpreter, explicitly: a profiler may start another python3 from its own PATH
     argv = [sys.executable, "-m", "bench", *sys.argv[1:]]
@@ -66,10 +65,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from bench.gpu.timers import UNBLOCK_ENV
 
     os.environ[UNBLOCK_ENV] = "1"
-    gpu = GpuSession(args.device, cold=timing.l2 == "cold") if backend.device == "cuda" else None
+    gpu = plan.gpu_session() if backend.device == "cuda" else None
     try:
         with nvtx_range(f"case {case.index} {backend.name} {case.name}", payload=case.index):
-            rec, _ = measure_case(case, backend, timing, gpu, args.cache_dir,
+            rec, _ = measure_case(case, backend, timing, gpu, plan.cache_dir,
                                   profiler_range=gpu is not None)
     finally:
         if gpu is not None:
@@ -79,7 +78,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         out.print("this case ran on the CPU: the Nsight commands below need a CUDA backend")
     for tool, line in profiler_commands(argv, case.key).items():
         out.print(f"[bold]{tool}:[/] {line}", soft_wrap=True, highlight=False)
-    return 0 if rec["status"] in ("ok", "check_failed") else 1
+    return 0 if rec.status in ("ok", "check_failed") else 1
 
 
 def register(sub: Any) -> None:

@@ -32,9 +32,11 @@ from bench.cli import add_timing_args, timing_overrides
 
 if TYPE_CHECKING:
     from bench.backends.base import Backend
+    from bench.plan import RunPlan
     from bench.pytest_support import PytestRun
+    from bench.record import Record
     from bench.spec import ConvSpec
-    from bench.suite import Case, Suite, TimingConfig
+    from bench.suite import Case
 
 _RUN = pytest.StashKey["PytestRun"]()
 _PREFIX = "convbench_"
@@ -144,15 +146,13 @@ class SuiteFile(pytest.File):
 
     def collect(self) -> Iterator[pytest.Item]:
         from bench.errors import BenchError
-        from bench.pytest_support import effective_timing
         from bench.suite import load_suite
 
         run = _run(self.config)
         try:
             suite = load_suite(self.path)
-            timing = effective_timing(suite.timing, run.timing_overrides)
-            names = self.config.getoption("convbench_backend") or list(suite.backends)
-            backends = [run.backend_state(n) for n in names]
+            plan = run.plan(suite, self.config.getoption("convbench_backend"))
+            backends = [run.backend_state(n) for n in plan.backend_names]
         except BenchError as e:
             raise self.CollectError(" ".join(str(e).split())) from None
         ids = _case_ids(suite.cases)
@@ -160,7 +160,7 @@ class SuiteFile(pytest.File):
             for backend, reason in backends:
                 param = f"{backend.name}-{ids[case.index]}"
                 item = ConvItem.from_parent(self, name=f"conv[{param}]", param=param, case=case,
-                                            backend=backend, suite=suite, timing=timing)
+                                            backend=backend, plan=plan)
                 _mark(item, backend, reason)
                 yield item
 
@@ -180,15 +180,16 @@ def _mark(item: pytest.Item, backend: Backend, unavailable: str) -> None:
 class ConvItem(pytest.Item):
     """One case of a suite on one backend."""
 
-    def __init__(self, *, param: str, case: Case, backend: Backend, suite: Suite,
-                 timing: TimingConfig, **kwargs: Any) -> None:
+    def __init__(self, *, param: str, case: Case, backend: Backend, plan: RunPlan,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.param = param
         self.case = case
         self.backend = backend
-        self.suite = suite
-        self.timing = timing
-        self.record: dict[str, Any] | None = None
+        self.plan = plan
+        self.suite = plan.suite
+        self.timing = plan.timing
+        self.record: Record | None = None
         # pytest-benchmark treats items using its fixture as benchmarks (--benchmark-only,
         # --benchmark-skip); these are benchmarks through the same storage
         self.fixturenames = ("benchmark",)
@@ -197,7 +198,7 @@ class ConvItem(pytest.Item):
         self.extra_keyword_matches.update({spec.short_name(), case.key, spec.precision})
 
     def runtest(self) -> None:
-        rec = _run(self.config).measure(self.case, self.backend, self.timing, self.suite)
+        rec = _run(self.config).measure(self.case, self.backend, self.plan)
         self.record = rec
         _check(rec)
         bs = getattr(self.config, "_benchmarksession", None)
@@ -213,22 +214,21 @@ class ConvItem(pytest.Item):
         return self.path, None, f"{self.suite.name}: {self.backend.name} {self.case.name}"
 
 
-def _check(rec: dict[str, Any]) -> None:
+def _check(rec: Record) -> None:
     """Turn a record's status into the test's outcome."""
-    status = rec["status"]
-    if status == "ok":
+    if rec.status == "ok":
         return
-    if status == "unsupported":
-        pytest.skip(f"unsupported: {rec['error']}")
-    msg = f"{status}: {rec['error']}"
-    if rec.get("traceback"):
-        msg += "\n" + rec["traceback"]
+    if rec.status == "unsupported":
+        pytest.skip(f"unsupported: {rec.error}")
+    msg = f"{rec.status}: {rec.error}"
+    if rec.traceback:
+        msg += "\n" + rec.traceback
     pytest.fail(msg, pytrace=False)
 
 
 # --- fixture -------------------------------------------------------------------------------------
 @pytest.fixture
-def conv_benchmark(request: pytest.FixtureRequest, benchmark: Any) -> Callable[..., dict[str, Any]]:
+def conv_benchmark(request: pytest.FixtureRequest, benchmark: Any) -> Callable[..., Record]:
     """Measure one convolution with convbench and record it into pytest-benchmark.
 
     ``conv_benchmark(spec, "torch", **timing)`` takes a ``ConvSpec`` (or its fields as a dict),
@@ -241,7 +241,7 @@ def conv_benchmark(request: pytest.FixtureRequest, benchmark: Any) -> Callable[.
     used = False
 
     def measure(spec: ConvSpec | dict[str, Any], backend: str = "torch",
-                **timing: Any) -> dict[str, Any]:
+                **timing: Any) -> Record:
         nonlocal used
         if used:
             benchmark.has_error = True  # as pytest-benchmark does: a reused fixture is not saved
@@ -252,20 +252,24 @@ def conv_benchmark(request: pytest.FixtureRequest, benchmark: Any) -> Callable[.
         # is wrong here: the fixture's measurement is this one
         benchmark._mode = "conv_benchmark(...)"
         from bench.errors import BenchError
-        from bench.pytest_support import benchmark_entry, effective_timing
+        from bench.plan import validate_timing
+        from bench.pytest_support import benchmark_entry, fixture_suite
         from bench.spec import ConvSpec
         from bench.suite import Case, TimingConfig
 
         run = _run(request.config)
         the_spec = spec if isinstance(spec, ConvSpec) else ConvSpec.model_validate(spec)
+        case = Case(index=0, spec=the_spec, label=request.node.name)
         try:
-            cfg = effective_timing(TimingConfig.model_validate(timing), run.timing_overrides)
+            base = validate_timing(TimingConfig(), timing, prefix="conv_benchmark timing key ")
+            plan = run.plan(fixture_suite(case, backend, base), base_timing=base)
             b, reason = run.backend_state(backend)
         except BenchError as e:
             raise pytest.UsageError(str(e)) from None
         if reason:
             pytest.skip(f"backend {backend}: {reason}")
-        rec = run.measure(Case(index=0, spec=the_spec, label=request.node.name), b, cfg, None)
+        cfg = plan.timing
+        rec = run.measure(case, b, plan)
         _check(rec)
         if not benchmark.disabled:
             from bench.pytest_support import FIXTURE_SUITE

@@ -15,26 +15,22 @@ from typing import Any
 from bench.backends.base import Backend
 from bench.backends.registry import get_backend
 from bench.errors import BenchError
-from bench.runner import GpuSession, describe_run, measure_case
+from bench.plan import RunPlan, make_plan, validate_timing
+from bench.record import Record
+from bench.runner import GpuSession, backend_facts, describe_run, measure_case
 from bench.store import RunStore, new_run_id
 from bench.suite import Case, Suite, TimingConfig
 
 #: suite name under which ``conv_benchmark`` cases are stored (they belong to no suite file)
 FIXTURE_SUITE = "pytest"
+PREFIX = "--convbench-"
 
 
-def effective_timing(base: TimingConfig, overrides: dict[str, Any]) -> TimingConfig:
-    """The suite's ``[timing]`` with the command line's overrides, validated like the CLI's."""
-    if not overrides:
-        return base
-    from pydantic import ValidationError
-
-    try:
-        return TimingConfig.model_validate({**base.model_dump(), **overrides})
-    except ValidationError as e:
-        err = e.errors()[0]
-        raise BenchError(f"--convbench-{str(err['loc'][0]).replace('_', '-')}: "
-                         f"{err['msg']}") from None
+def effective_timing(base: TimingConfig, overrides: dict[str, Any],
+                     source: str | None = None) -> TimingConfig:
+    """The suite's ``[timing]`` with the command line's overrides, validated by the run plan
+    (errors name the ``--convbench-`` flag)."""
+    return validate_timing(base, overrides, PREFIX, source)
 
 
 @dataclass
@@ -59,6 +55,21 @@ class PytestRun:
     _runs: dict[str, _SuiteRun] = field(default_factory=dict)
     _gpu: GpuSession | None = None
 
+    # --- plans ------------------------------------------------------------------------------
+    def plan(self, suite: Suite, backends: list[str] | None = None,
+             base_timing: TimingConfig | None = None) -> RunPlan:
+        """The run plan of a suite in this session, built like ``convbench run`` builds it."""
+        plan = make_plan(suite, backends=backends, timing=self.timing_overrides,
+                         base_timing=base_timing, out=self.out, cache_dir=self.cache_dir,
+                         device_index=self.device_index, argv=shlex.split(self.command),
+                         progress=False, prefix=PREFIX)
+        if plan.repeats > 1:
+            # a test runs in this process; passes need fresh processes (cuDNN's autotuner
+            # keeps its choice per process)
+            raise BenchError(f"{PREFIX}repeats {plan.repeats}: repeated passes need fresh "
+                             "processes; use `convbench run SUITE --repeats N`")
+        return plan
+
     # --- backends ------------------------------------------------------------------------------
     def backend(self, name: str) -> Backend:
         if name not in self._backends:
@@ -72,56 +83,48 @@ class PytestRun:
         return b, "" if ok else reason
 
     # --- GPU ----------------------------------------------------------------------------------
-    def gpu(self, timing: TimingConfig) -> GpuSession:
+    def gpu(self, plan: RunPlan) -> GpuSession:
         if self._gpu is None:
-            self._gpu = GpuSession(self.device_index, cold=timing.l2 == "cold")
-        elif timing.l2 == "cold" and self._gpu.flusher is None:
+            self._gpu = plan.gpu_session()
+        elif plan.timing.l2 == "cold" and self._gpu.flusher is None:
             from bench.gpu import cuda
 
             self._gpu.flusher = cuda.L2Flusher(self._gpu.device)
         return self._gpu
 
     # --- stores ---------------------------------------------------------------------------------
-    def _suite_run(self, suite_name: str, suite: Suite | None, backend_names: list[str],
-                   timing: TimingConfig) -> _SuiteRun:
-        run = self._runs.get(suite_name)
+    def _suite_run(self, plan: RunPlan) -> _SuiteRun:
+        run = self._runs.get(plan.suite.name)
         if run is not None:
             return run
         # the same run.json as ``convbench run`` writes, so ``convbench report`` reads it
-        backends, unavailable = {}, {}
-        for name in backend_names:
+        backends, unavailable = [], {}
+        for name in plan.backend_names:
             b, reason = self.backend_state(name)
             if reason:
                 unavailable[name] = reason
             else:
-                backends[name] = {"device": b.device, "versions": b.versions()}
-        info = {**describe_run(suite_name, suite, backends, unavailable, timing, self.command,
-                               self._gpu), "pytest": True}
-        run = self._runs[suite_name] = _SuiteRun(RunStore.create(self.out, suite_name, info,
-                                                                 run_id=self.run_id))
+                backends.append(b)
+        info = describe_run(plan, backend_facts(backends), unavailable, self._gpu, pytest=True)
+        run = self._runs[plan.suite.name] = _SuiteRun(
+            RunStore.create(self.out, plan.suite.name, info, run_id=self.run_id))
         return run
 
     def run_dirs(self) -> list[Path]:
         return [r.store.dir for r in self._runs.values()]
 
     # --- one case ---------------------------------------------------------------------------------
-    def measure(self, case: Case, backend: Backend, timing: TimingConfig,
-                suite: Suite | None) -> dict[str, Any]:
+    def measure(self, case: Case, backend: Backend, plan: RunPlan) -> Record:
         """Run one case through convbench's runner and append its record (and layer profile) to
         the suite's run directory, exactly as ``convbench run`` does."""
-        gpu = self.gpu(timing) if backend.device == "cuda" else None
-        if suite is not None:
-            run = self._suite_run(suite.name, suite, list(suite.backends), timing)
-        else:
-            run = self._suite_run(FIXTURE_SUITE, None, [backend.name], timing)
+        gpu = self.gpu(plan) if backend.device == "cuda" else None
+        run = self._suite_run(plan)
+        if plan.suite.name == FIXTURE_SUITE:
             case = Case(index=run.next_index, spec=case.spec, label=case.label)
             run.next_index += 1
-        cache_dir = self.cache_dir or (self.out / ".cache")
-        rec, layers = measure_case(case, backend, timing, gpu, cache_dir)
-        run.store.append(rec)
-        if layers:
-            run.store.append_layers(layers)
-        rec["run_dir"] = str(run.store.dir)
+        rec, layers = measure_case(case, backend, plan.timing, gpu, plan.cache_dir)
+        run.store.append_result(rec, layers)
+        rec.run_dir = str(run.store.dir)
         return rec
 
     def close(self) -> None:
@@ -130,47 +133,58 @@ class PytestRun:
             self._gpu = None
 
 
+def fixture_suite(case: Case, backend: str, timing: TimingConfig) -> Suite:
+    """The one-case suite a ``conv_benchmark`` call is stored under (``results/pytest/``)."""
+    return Suite(name=FIXTURE_SUITE, description="conv_benchmark cases", backends=(backend,),
+                 timing=timing, cases=(case,))
+
+
 # --- records → pytest-benchmark -----------------------------------------------------------------
-def extra_info(rec: dict[str, Any], suite_name: str) -> dict[str, Any]:
+def extra_info(rec: Record, suite_name: str) -> dict[str, Any]:
     """What pytest-benchmark stores next to the stats: enough to know what was measured, how,
     how noisy it was, at which clocks, and how close to the roofline."""
-    st = rec["stats"]
-    med_s = st["median"] / 1e3
-    d = rec["derived"]
+    assert rec.stats is not None and rec.timing is not None
+    med = rec.median_ms or rec.stats.median
+    med_s = med / 1e3
+    d = rec.derived
+    iv = rec.interval
     info: dict[str, Any] = {
-        "convbench": True, "suite": suite_name, "backend": rec["backend"],
-        "device": rec["device"], "case": rec["name"], "case_key": rec["case_key"],
-        "spec": rec["spec"], "timer": rec["timing"]["mode"],
-        "iters_per_sample": rec["timing"]["iters_per_sample"], "l2": rec["timing"].get("l2"),
-        "noise_rse": st["rse"], "converged": rec["timing"].get("converged"),
-        "median_ci_ms": [st["median_ci_low"], st["median_ci_high"]],
-        "clocks": rec.get("clocks"), "throttled": rec.get("throttled"),
-        "check": rec.get("check"), "build": rec.get("build"),
-        "flops": d["flops"], "bytes_min": d["bytes_min"], "intensity": d["intensity"],
-        "tflops": d["flops"] / med_s / 1e12 if med_s > 0 else None,
-        "gbps": d["bytes_min"] / med_s / 1e9 if med_s > 0 else None,
-        "gpu": (rec.get("gpu") or {}).get("name"), "run_dir": rec.get("run_dir"),
+        "convbench": True, "suite": suite_name, "backend": rec.backend,
+        "device": rec.device, "case": rec.name, "case_key": rec.case_key,
+        "spec": rec.spec.model_dump(mode="json"), "timer": rec.timing.mode,
+        "iters_per_sample": rec.timing.iters_per_sample, "l2": rec.timing.l2,
+        "noise_rse": rec.stats.rse, "converged": rec.timing.converged,
+        "median_ci_ms": [rec.stats.median_ci_low, rec.stats.median_ci_high],
+        "interval_ms": [iv[0], iv[1]] if iv else None,
+        "interval_covers": iv[2] if iv else None,
+        "flags": [f.model_dump() for f in rec.flags],
+        "clocks": rec.clocks.model_dump() if rec.clocks else None, "throttled": rec.throttled,
+        "check": rec.check.model_dump() if rec.check else None,
+        "build": rec.build.model_dump() if rec.build else None,
+        "flops": d.flops, "bytes_min": d.bytes_min, "intensity": d.intensity,
+        "tflops": d.flops / med_s / 1e12 if med_s > 0 else None,
+        "gbps": d.bytes_min / med_s / 1e9 if med_s > 0 else None,
+        "gpu": (rec.gpu or {}).get("name"), "run_dir": rec.run_dir,
     }
     info.update(_roofline(rec))
     return info
 
 
-def _roofline(rec: dict[str, Any]) -> dict[str, Any]:
+def _roofline(rec: Record) -> dict[str, Any]:
     """% of the roofline bound on a GPU the ceilings table (or a calibration) knows."""
-    gpu = rec.get("gpu")
-    if not gpu or not rec.get("run_dir"):
+    gpu = rec.gpu
+    if not gpu or not rec.run_dir or not rec.median_ms:
         return {}
     from bench import roofline
-    peak = roofline.ceilings(rec["run_dir"], gpu)
+    peak = roofline.ceilings(rec.run_dir, gpu)
     if peak is None:
         return {}
-    spec = rec["spec"]
-    prec = roofline.math_precision(spec["precision"], spec.get("tf32"), gpu)
+    prec = roofline.math_precision(rec.spec.precision, rec.spec.tf32, gpu)
     if prec not in peak.tflops:
         return {}
-    bound, side = roofline.bound_ms(rec["derived"]["flops"], rec["derived"]["bytes_min"],
+    bound, side = roofline.bound_ms(rec.derived.flops, rec.derived.bytes_min,
                                     peak.tflops[prec], peak.bandwidth_gbps)
-    return {"roofline_pct": 100.0 * bound / rec["stats"]["median"], "roofline_bound": side,
+    return {"roofline_pct": 100.0 * bound / rec.median_ms, "roofline_bound": side,
             "roofline_peak": {"name": peak.name, "tflops": peak.tflops[prec],
                               "gbps": peak.bandwidth_gbps, "measured": peak.measured}}
 
@@ -204,13 +218,14 @@ def benchmark_entry(rec: dict[str, Any], source: Any, suite_name: str,
 
     source.extra_info = {**extra_info(rec, suite_name), **source.extra_info}
     options = {  # pytest-benchmark's option keys, filled with what convbench used
-        "disable_gc": False, "timer": f"convbench:{rec['timing']['mode']}",
+        "disable_gc": False, "timer": f"convbench:{rec.timing.mode if rec.timing else '?'}",
         "min_rounds": timing.min_samples, "max_time": timing.max_time_s,
         "min_time": timing.min_time_s, "precision": None, "confidence": None,
         "warmup": timing.warmup_s > 0, "target_rse": timing.target_rse,
     }
-    meta = Metadata(source, iterations=rec["timing"]["iters_per_sample"], options=options)
-    for ms in rec["samples_ms"]:
+    meta = Metadata(source, iterations=rec.timing.iters_per_sample if rec.timing else 1,
+                    options=options)
+    for ms in rec.samples_ms:
         meta.stats.update(ms / 1e3)  # per-inference already: no division by iterations
     return meta
 

@@ -19,12 +19,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError, SchemaError
+from bench.errors import BenchError
+from bench.record import (
+    SCHEMA_VERSION,
+    LayerRow,
+    Record,
+    parse_layer_row,
+    parse_record,
+    upgrade,
+)
 
-SCHEMA_VERSION = 1
 RUN_FILE = "run.json"
 RECORDS_FILE = "records.jsonl"
 LAYERS_FILE = "layers.jsonl"
+LOCK_FILE = ".lock"
 
 
 class TornRecordWarning(UserWarning):
@@ -33,13 +41,6 @@ class TornRecordWarning(UserWarning):
 
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
-
-
-def check_schema(obj: dict[str, Any], where: str) -> None:
-    found = obj.get("schema")
-    if found != SCHEMA_VERSION:
-        raise SchemaError(f"{where}: schema version {found!r}, this convbench reads version "
-                          f"{SCHEMA_VERSION}; use the convbench version that wrote it")
 
 
 def _write_error(path: Path, e: OSError) -> BenchError:
@@ -71,7 +72,7 @@ class RunStore:
             raise _write_error(run_dir, e) from None
         store = cls(run_dir)
         try:
-            store.write_run_info({"schema": SCHEMA_VERSION, **run_info})
+            store.write_run_info({**run_info, "schema": SCHEMA_VERSION})
         except BenchError:
             # a run directory without run.json can be neither resumed nor reported: remove it
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -99,14 +100,47 @@ class RunStore:
     def run_info(self) -> dict[str, Any]:
         return read_run_info(self.dir)
 
+    # --- lock ------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run directory's writer lock (``flock`` on ``.lock``): a second process
+        that tries to write the same run (two ``--resume`` at once) gets one line naming the
+        holder. Released when the process exits, however it exits."""
+        import fcntl
+        import socket
+        import sys
+
+        path = self.dir / LOCK_FILE
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise _write_error(path, e) from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "unknown"
+                raise BenchError(f"{self.dir}: is being written by another convbench process "
+                                 f"({holder}); wait for it or use another run") from None
+            me = f"pid {os.getpid()} on {socket.gethostname()}: {' '.join(sys.argv)[:300]}"
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, me.encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # closing drops the flock
+
     # --- append ----------------------------------------------------------------------------------
-    def append(self, record: dict[str, Any]) -> None:
-        self._append_line(self.dir / RECORDS_FILE, {"schema": SCHEMA_VERSION, **record})
+    def append(self, record: Record) -> None:
+        self._append_line(self.dir / RECORDS_FILE, record.to_json())
 
-    def append_layers(self, row: dict[str, Any]) -> None:
-        self._append_line(self.dir / LAYERS_FILE, {"schema": SCHEMA_VERSION, **row})
+    def append_line(self, name: str, obj: dict[str, Any]) -> None:
+        """Append one JSON object to the run's file ``name`` (fsynced, as records are)."""
+        self._append_line(self.dir / name, obj)
 
-    def append_result(self, record: dict[str, Any], layers: dict[str, Any] | None) -> None:
+    def append_layers(self, row: LayerRow) -> None:
+        self._append_line(self.dir / LAYERS_FILE, row.to_json())
+
+    def append_result(self, record: Record, layers: LayerRow | None) -> None:
         """One finished case: its layer profile first, then the record. The record marks the
         case done for ``--resume``, so a kill between the two writes leaves a layers row that
         the re-measured case supersedes (``load_layers`` keeps the last), never a record
@@ -147,12 +181,12 @@ class RunStore:
             raise _write_error(path, e) from None
 
     # --- read ------------------------------------------------------------------------------------
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[Record]:
         return load_records(self.dir)
 
     def done(self) -> set[tuple[str, str]]:
         """(case key, backend) of every record already stored."""
-        return {(r["case_key"], r["backend"]) for r in self.records()}
+        return {(r.case_key, r.backend) for r in self.records()}
 
 
 def read_run_info(run_dir: Path) -> dict[str, Any]:
@@ -167,17 +201,21 @@ def read_run_info(run_dir: Path) -> dict[str, Any]:
         raise BenchError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(info, dict):
         raise BenchError(f"{path}: not a convbench run file")
-    check_schema(info, str(path))
-    return info
+    return upgrade(info, str(path))
 
 
-def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Parsed lines of a JSON Lines file; a torn *last* line is dropped with a warning, a broken
-    line elsewhere is an error (the file was edited or corrupted, not interrupted)."""
+def iter_jsonl(path: Path) -> Iterator[tuple[str, Any]]:
+    """(``file:line``, parsed object) of each line of a JSON Lines file; a torn *last* line is
+    dropped with a warning, a broken line elsewhere is an error (the file was edited or
+    corrupted, not interrupted)."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         return
+    except IsADirectoryError:
+        raise BenchError(f"{path}: is a directory, not a results file") from None
+    except OSError as e:
+        raise BenchError(f"{path}: cannot read ({e.strerror or e})") from None
     lines = raw.split(b"\n")
     tail = lines.pop()  # b"" when the file ends with a newline
     if tail:
@@ -186,26 +224,41 @@ def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
+        where = f"{path}:{n}"
         try:
             obj = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise BenchError(f"{path}:{n}: not valid JSON; the file is corrupted") from None
-        if not isinstance(obj, dict):
-            raise BenchError(f"{path}:{n}: not a JSON object")
-        check_schema(obj, f"{path}:{n}")
-        yield obj
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+            # ValueError: an integer of more than 4300 digits
+            raise BenchError(f"{where}: not valid JSON; the file is corrupted") from None
+        except RecursionError:
+            raise BenchError(f"{where}: JSON nested too deeply; the file is corrupted") from None
+        yield where, obj
 
 
-def load_records(run_dir: Path) -> list[dict[str, Any]]:
-    return list(iter_jsonl(Path(run_dir) / RECORDS_FILE))
+def load_records(run_dir: Path) -> list[Record]:
+    """Every record of a run, validated (and upgraded from older schemas); a record stored
+    twice for one (case, backend) is an error naming both lines."""
+    seen: dict[tuple[str, str], str] = {}
+    out = []
+    for where, obj in iter_jsonl(Path(run_dir) / RECORDS_FILE):
+        rec = parse_record(obj, where)
+        key = (rec.case_key, rec.backend)
+        if key in seen:
+            raise BenchError(f"{where}: a second record of case {rec.case_key} on {rec.backend} "
+                             f"(first at {seen[key]}); two sweeps wrote this run at once?")
+        seen[key] = where
+        rec.run_dir = str(run_dir)
+        out.append(rec)
+    return out
 
 
-def load_layers(run_dir: Path) -> list[dict[str, Any]]:
+def load_layers(run_dir: Path) -> list[LayerRow]:
     """Layer rows, the last one per (case key, backend): a case re-measured after a kill may
     have left an earlier row (see ``RunStore.append_result``)."""
-    rows: dict[Any, dict[str, Any]] = {}
-    for n, row in enumerate(iter_jsonl(Path(run_dir) / LAYERS_FILE)):
-        key = (row["case_key"], row["backend"]) if "case_key" in row and "backend" in row else n
+    rows: dict[Any, LayerRow] = {}
+    for where, obj in iter_jsonl(Path(run_dir) / LAYERS_FILE):
+        row = parse_layer_row(obj, where)
+        key = (row.case_key, row.backend)
         rows.pop(key, None)  # re-insert: keep file order of the surviving rows
         rows[key] = row
     return list(rows.values())

@@ -41,6 +41,10 @@ class TimingConfig(BaseModel):
     max_time_s: float = Field(10.0, gt=0)
     target_rse: float = Field(0.005, gt=0)
     profile_iters: int = Field(20, ge=0)
+    #: independent builds + measurements per case, each pass in a fresh process (cuDNN's
+    #: autotuner and TensorRT's tactic timing choose per process / build); the timing budget
+    #: (warmup, min and max time, profile iterations) is shared between the passes
+    repeats: int = Field(1, ge=1, le=100)
 
     def settings(self) -> TimingSettings:
         # a --max-time-s below min_time_s caps the minimum too: else no case could converge

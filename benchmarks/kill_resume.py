@@ -249,10 +249,10 @@ def run_trials(trials: int = 20, n_cases: int = 48, seed: int = 0, workdir: Path
             warnings.simplefilter("error")  # a torn line at the end would be a failure now
             ok = set()
             for r in load_records(run_dir):
-                keys[(r["case_key"], r["backend"])] += 1
-                if r["status"] == "ok":
-                    ok.add((r["case_key"], r["backend"]))
-            layer_keys = {(r["case_key"], r["backend"]) for r in load_layers(run_dir)}
+                keys[(r.case_key, r.backend)] += 1
+                if r.status == "ok":
+                    ok.add((r.case_key, r.backend))
+            layer_keys = {(r.case_key, r.backend) for r in load_layers(run_dir)}
         res.layers_missing = len(ok - layer_keys)
         raw_rows = len(_lines(run_dir / "layers.jsonl")[0])
         res.layers_superseded = raw_rows - len(layer_keys)

@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from helpers import record
 
 from bench.cli import main
 from bench.errors import BenchError
@@ -96,32 +97,38 @@ def test_three_kills_and_resumes_lose_nothing(tmp_path: Path) -> None:
 
 def test_torn_last_line_is_dropped_with_a_warning_and_never_merged(tmp_path: Path) -> None:
     store = RunStore.create(tmp_path, "s", {"suite_text": ""})
-    store.append({"case_key": "a", "backend": "torch", "status": "ok"})
+    a, b = record(0), record(1)
+    store.append(a)
     whole = (store.dir / "records.jsonl").read_bytes()
     with open(store.dir / "records.jsonl", "ab") as f:
-        f.write(b'{"schema":1,"case_key":"b","backend":"tor')  # killed mid-write
+        f.write(b'{"schema":2,"case_key":"b","backend":"tor')  # killed mid-write
     with pytest.warns(TornRecordWarning, match="partial last line"):
-        assert [r["case_key"] for r in load_records(store.dir)] == ["a"]
+        assert [r.case_key for r in load_records(store.dir)] == [a.case_key]
     with pytest.warns(TornRecordWarning):
         reopened = RunStore.open(store.dir)
     assert (store.dir / "records.jsonl").read_bytes() == whole
-    reopened.append({"case_key": "b", "backend": "torch", "status": "ok"})
+    reopened.append(b)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert [r["case_key"] for r in load_records(store.dir)] == ["a", "b"]
+        assert [r.case_key for r in load_records(store.dir)] == [a.case_key, b.case_key]
 
 
 def test_a_kill_between_layers_and_record_leaves_no_orphan_or_duplicate(tmp_path: Path) -> None:
     """append_result writes the layer profile first: a kill right after it leaves a layers row
     and no record, so --resume re-measures the case and the newer row wins."""
+    from bench.record import LayerRow
     from bench.store import load_layers
 
+    def row(name: str) -> LayerRow:
+        return LayerRow(case_key=rec.case_key, backend="torch",
+                        layers=[{"name": name, "median_ms": 0.5, "share": 1.0}])
+
     store = RunStore.create(tmp_path, "s", {"suite_text": ""})
-    rec = {"case_key": "a", "backend": "torch", "status": "ok"}
-    store.append_layers({"case_key": "a", "backend": "torch", "layers": ["old"]})  # then killed
+    rec = record(0)
+    store.append_layers(row("old"))  # then killed
     assert load_records(store.dir) == []  # not done: a resume measures it again
-    store.append_result(rec, {"case_key": "a", "backend": "torch", "layers": ["new"]})
-    assert [r["layers"] for r in load_layers(store.dir)] == [["new"]]
+    store.append_result(rec, row("new"))
+    assert [[la.name for la in r.layers] for r in load_layers(store.dir)] == [["new"]]
     assert len(load_records(store.dir)) == 1
 
 
@@ -154,14 +161,14 @@ def test_disk_full_mid_sweep_stops_with_one_line_and_keeps_records(
         warnings.simplefilter("error")  # no torn line: the failed append was rolled back
         records = load_records(run_dir)
     assert 1 <= len(records) < 6
-    assert all(r["status"] == "ok" for r in records)
+    assert all(r.status == "ok" for r in records)
     assert (run_dir / "records.jsonl").read_bytes().endswith(b"\n")
     # with space again, --resume finishes the sweep from where it stopped
     res = subprocess.run([python, "-m", "bench", "run", str(suite_file), "--out", str(out),
                           "--no-progress", "--resume", str(run_dir)], env=env,
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    keys = [r["case_key"] for r in load_records(run_dir)]
+    keys = [r.case_key for r in load_records(run_dir)]
     assert len(keys) == len(set(keys)) == 6
 
 
@@ -325,7 +332,7 @@ def _commands() -> set[str]:
 
 
 @pytest.mark.parametrize(("run_schema", "record_schema", "found"),
-                         [(2, 1, "version 2"), (1, 7, "version 7"), (0, 0, "version 0")])
+                         [(3, 1, "version 3"), (2, 7, "version 7"), (0, 0, "version 0")])
 def test_other_schema_versions_are_refused_with_the_version_and_what_to_do(
         real_run: Path, tmp_path: Path, run_schema: int, record_schema: int,
         found: str) -> None:
@@ -348,7 +355,8 @@ def test_other_schema_versions_are_refused_with_the_version_and_what_to_do(
         if "mixed schema versions" in line:  # merge names both versions it found
             assert f"{other} has {found.split()[1]}" in line and "re-run" in line, line
         else:
-            assert f"schema {found}" in line and "this convbench reads version 1" in line, line
+            assert f"schema {found}" in line, line
+            assert "this convbench reads versions 1 to 2" in line, line
             assert "convbench version that wrote it" in line, line
     assert not (tmp_path / "merged").exists()
 

@@ -199,7 +199,8 @@ def test_fidelity_table_and_targets_from_synthetic_results(fidelity: ModuleType)
             return {"us": us, "rse": 0.001, "n": 100, "iters_per_sample": 10, "converged": True,
                     "wall_s": 0.45, "info": {"blocked": True}}
         return {"graph": h(graph), "events": h(events), "cold": h(cold),
-                "do_bench": {"us": db, "wall_s": 0.2}}
+                "do_bench": {"us": db, "wall_s": 0.2},
+                "cupti": {"us": graph / 1.01, "span_us": graph, "kernels": 1}}
 
     passes = [{0: run(14.0, 30.0, 20.0, 25.0), 1: run(101.0, 110.0, 130.0, 140.0)},
               {0: run(14.0, 31.0, 20.5, 40.0), 1: run(101.5, 110.0, 130.0, 141.0)}]
@@ -227,4 +228,6 @@ def test_fidelity_table_and_targets_from_synthetic_results(fidelity: ModuleType)
     md = fidelity.render(rows, meta, targets)
     table = [line for line in md.splitlines() if line.startswith("|")]
     assert len(table) == 4 and len({line.count("|") for line in table}) == 1
-    assert "| 1 | big | 1 | 100.00 | 128.00 | 101.00 | +1.0 |" in md
+    assert "| 1 | big | 1 | 100.00 | 128.00 | 100.00 | 101.00 | +1.0 | +1.0 |" in md
+    assert rows[1]["cupti_err"] == pytest.approx(1.0)
+    assert "Single-kernel cases ≥ 50 µs, graph vs ncu within ±1 %: 1/1" in text

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.runner import RunOptions, run_suite
+from bench.plan import make_plan
+from bench.runner import run_suite
 from bench.store import load_records
 from bench.suite import parse_suite
 
@@ -44,15 +45,17 @@ precision = ["fp32", "bf16"]
 
 def test_cpu_sweep_stores_checked_timed_records(tmp_path: Path) -> None:
     suite = parse_suite(SUITE)
-    summary = run_suite(suite, RunOptions(out=tmp_path, progress=False))
+    summary = run_suite(make_plan(suite, out=tmp_path, progress=False))
     recs = load_records(summary.run_dir)
     assert len(recs) == 4
     for r in recs:
-        assert r["status"] == "ok", r.get("error")
-        assert r["device"] == "cpu" and r["timing"]["mode"] == "host"
-        assert len(r["samples_ms"]) >= 3 and all(v > 0 for v in r["samples_ms"])
-        assert r["stats"]["median"] > 0
-        assert r["check"]["passed"] and r["check"]["rel_err"] < r["check"]["tol"]
+        assert r.status == "ok", r.error
+        assert r.device == "cpu" and r.timing.mode == "host"
+        assert len(r.samples_ms) >= 3 and all(v > 0 for v in r.samples_ms)
+        assert r.stats.median > 0 and r.median_ms == r.stats.median
+        assert r.check.passed and r.check.rel_err < r.check.tol
+    # what the sweep returned is what is on disk
+    assert [r.to_json() for r in recs] == [r.to_json() for r in summary.records]
     run = json.loads((summary.run_dir / "run.json").read_text())
     assert run["suite_text"] == SUITE and "torch" in run["backends"]
     layers = (summary.run_dir / "layers.jsonl").read_text().splitlines()
@@ -71,19 +74,20 @@ def test_failed_case_is_a_record_and_the_sweep_goes_on(tmp_path: Path,
         return real(self, stream)
 
     monkeypatch.setattr(tb.TorchEngine, "_enqueue_impl", flaky)
-    summary = run_suite(parse_suite(SUITE), RunOptions(out=tmp_path, progress=False))
-    statuses = {(r["spec"]["kernel"][0], r["status"]) for r in load_records(summary.run_dir)}
+    summary = run_suite(make_plan(parse_suite(SUITE), out=tmp_path, progress=False))
+    statuses = {(r.spec.kernel[0], r.status) for r in load_records(summary.run_dir)}
     assert statuses == {(1, "error"), (3, "ok")}
-    err = next(r for r in summary.records if r["status"] == "error")
-    assert "simulated kernel failure" in err["error"]
+    err = next(r for r in summary.records if r.status == "error")
+    assert "simulated kernel failure" in err.error
 
 
 def test_filter_and_shard_select_cases(tmp_path: Path) -> None:
     suite = parse_suite(SUITE)
-    s = run_suite(suite, RunOptions(out=tmp_path, filter="precision == 'bf16'", dry_run=True))
-    assert [c.spec.precision for c in s.cases] == ["bf16", "bf16"]
-    s = run_suite(suite, RunOptions(out=tmp_path, shard=(1, 3), dry_run=True))
-    assert [c.index for c in s.cases] == [1]
+    plan = make_plan(suite, out=tmp_path, filter="precision == 'bf16'")
+    assert [c.spec.precision for c in plan.cases] == ["bf16", "bf16"]
+    plan = make_plan(suite, out=tmp_path, shard=(1, 3))
+    assert [c.index for c in plan.cases] == [1]
+    assert not any(tmp_path.iterdir())  # a plan runs nothing and writes nothing
 
 
 def _count_lines(path: Path) -> int:
@@ -130,7 +134,7 @@ def test_killed_sweep_resumes_without_loss_or_duplicates(tmp_path: Path,
                          capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stderr
     after = load_records(records.parent)
-    keys = [(r["case_key"], r["backend"]) for r in after]
+    keys = [(r.case_key, r.backend) for r in after]
     assert len(keys) == 12 and len(set(keys)) == 12
     assert after[: len(before)] == before  # nothing finished was lost or rewritten
 
@@ -152,5 +156,41 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_records(tmp_path: Path,
     res = subprocess.run(cmd + ["--resume", str(run_dir)], env=cli_env, capture_output=True,
                          text=True, check=False)
     assert res.returncode == 0, res.stderr
-    keys = [(r["case_key"], r["backend"]) for r in load_records(run_dir)]
+    keys = [(r.case_key, r.backend) for r in load_records(run_dir)]
     assert len(keys) == 18 and len(set(keys)) == 18
+
+
+def test_two_concurrent_resumes_one_refused_naming_the_holder_no_duplicates(
+        tmp_path: Path, cli_env: dict[str, str]) -> None:
+    """Two `convbench run --resume RUN` at once: the second one exits 1 with one line naming
+    the process that holds the run, the first finishes, and no case is stored twice."""
+    from bench.suite import load_suite
+
+    cmd, out = _sweep_cmd(tmp_path, "lock", "kernel = [1, 3, 5]\nbatch = [1, 2]")
+    suite_path = Path(cmd[4])
+    # each case takes >= 0.4 s: the first resume holds the run for a few seconds
+    suite_path.write_text(suite_path.read_text().replace("min_time_s = 0.01",
+                                                         "min_time_s = 0.4"))
+    first = run_suite(make_plan(load_suite(suite_path), out=out, filter="index == 0",
+                                progress=False))
+    run_dir = first.run_dir
+    assert run_dir is not None and len(load_records(run_dir)) == 1
+    resume = cmd + ["--resume", str(run_dir)]
+    holder = subprocess.Popen(resume, env=cli_env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    lock = run_dir / ".lock"
+    deadline = time.time() + 120
+    while time.time() < deadline and f"pid {holder.pid} " not in (
+            lock.read_text() if lock.exists() else ""):
+        assert holder.poll() is None, holder.communicate()
+        time.sleep(0.05)
+    second = subprocess.run(resume, env=cli_env, capture_output=True, text=True, timeout=120)
+    h_out, h_err = holder.communicate(timeout=180)
+    assert holder.returncode == 0, h_err
+    assert second.returncode == 1, second.stderr
+    lines = [ln for ln in second.stderr.splitlines() if ln.strip()]
+    assert "Traceback" not in second.stderr and len(lines) == 1, second.stderr
+    assert lines[0].startswith(f"convbench: error: {run_dir}: is being written by another "
+                               f"convbench process (pid {holder.pid} on "), lines[0]
+    keys = [(r.case_key, r.backend) for r in load_records(run_dir)]
+    assert len(keys) == len(set(keys)) == 6

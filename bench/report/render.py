@@ -33,10 +33,14 @@ TOP_N = 10  # rows in the slowest / least efficient tables
 # --- tables -------------------------------------------------------------------------------------
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     cols = {"case_index": "#", "name": "case", "backend": "backend", "status": "status",
-            "median_ms": "median ms", "median_ci_low_ms": "CI low", "median_ci_high_ms":
-            "CI high", "rse": "noise", "tflops": "TFLOP/s", "gbps": "GB/s",
-            "pct_of_bound": "% of bound", "rel_err": "rel err", "build_s": "build s"}
+            "median_ms": "median ms", "interval_low_ms": "interval low",
+            "interval_high_ms": "interval high", "interval_covers": "interval covers",
+            "rse": "noise", "tflops": "TFLOP/s", "gbps": "GB/s",
+            "pct_of_bound": "% of bound", "rel_err": "rel err", "build_s": "build s",
+            "flags": "flags"}
     t = df[[c for c in cols if c in df]].rename(columns=cols).sort_values(["#", "backend"])
+    if "flags" in t and not t["flags"].astype(bool).any():
+        t = t.drop(columns="flags")
     if "noise" in t:
         t["noise"] = t["noise"].map(lambda v: f"{v * 100:.2f}%" if pd.notna(v) else "")
     if "% of bound" in t and t["% of bound"].isna().all():
@@ -222,17 +226,43 @@ def _plots(run: Run, out: Path) -> list[tuple[Path, str]]:
 
 
 def _flag_lines(df: pd.DataFrame) -> list[str]:
+    """Every flagged record with each reason (contention, low clocks, throttling, not
+    converged, profile mismatch, selection-unstable)."""
     out = []
-    flagged = df[(df["throttled"]) | (df["converged"] == False)]  # noqa: E712
-    for r in flagged.itertuples():
-        why = []
-        if r.throttled:
+    col = df["flag_reasons"] if "flag_reasons" in df else pd.Series([""] * len(df))
+    for r, reasons in zip(df.itertuples(), col):
+        why = [reasons] if isinstance(reasons, str) and reasons else []
+        if not why and r.throttled:
             clk = f" (SM clock {r.sm_clock_mhz:g} MHz)" if pd.notna(r.sm_clock_mhz) else ""
             why.append(f"GPU clocks were throttled{clk}")
-        if r.converged is False:
+        if not why and r.converged is False:
             why.append(f"noise target not met (RSE {r.rse * 100:.2f}%)")
-        out.append(f"`{r.backend}` {r.name}: {'; '.join(why)}")
+        if why:
+            out.append(f"`{r.backend}` {r.name}: {'; '.join(why)}")
     return out
+
+
+def _interval_lines(df: pd.DataFrame) -> list[str]:
+    """What the interval beside each median covers, and how kernels were selected."""
+    lines = []
+    covers = sorted(df["interval_covers"].dropna().unique()) if "interval_covers" in df else []
+    if "within pass" in covers:
+        lines.append("`interval` (within pass): the 95 % confidence interval of the median of "
+                     "one process's samples. It says nothing about another process or build, "
+                     "which may select other kernels.")
+    if "between passes" in covers:
+        n = int(df["passes"].max()) if "passes" in df else 0
+        lines.append(f"`interval` (between passes): where another pass's median is expected — "
+                     f"the 95 % prediction interval from {n} independent passes (each a fresh "
+                     "process and build), widened to cover each pass's own 95 % CI; the "
+                     "median is the median of the pass medians.")
+    if "algo" in df:
+        algos = sorted(df["algo"].dropna().unique())
+        lines.append("Kernel selection (`algo`): " + ", ".join(f"`{a}`" for a in algos) +
+                     " — autotune: cuDNN times its algorithms in each process and keeps the "
+                     "fastest (may differ between processes); heuristic: cuDNN's first "
+                     "heuristic choice (repeatable, not always the fastest).")
+    return lines
 
 
 def build_blocks(run: Run, out: Path) -> list[Block]:
@@ -246,8 +276,9 @@ def build_blocks(run: Run, out: Path) -> list[Block]:
     blocks.append(Block("ul", [
         f"`{m}`: {TIMING_DEFINITION.get(m, m)}; L2 "
         f"{', '.join(sorted(df.loc[df['mode'] == m, 'l2'].dropna().unique()))}." for m in modes
-    ] + ["`% of bound`: the roofline bound max(FLOPs / peak FLOP/s, minimum bytes / bandwidth) "
-         "divided by the measured median; 100 % is the hardware limit."]))
+    ] + _interval_lines(df) + [
+        "`% of bound`: the roofline bound max(FLOPs / peak FLOP/s, minimum bytes / bandwidth) "
+        "divided by the measured median; 100 % is the hardware limit."]))
     found = findings(df, run.layers)
     blocks.append(Block("h2", "Findings"))
     blocks.append(Block("ul", [f.text for f in found]) if found else

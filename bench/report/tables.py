@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.record import LayerRow, Record
 from bench.roofline import Peak, bound_ms, ceilings, math_precision
 from bench.store import load_layers, load_records, read_run_info
 
@@ -29,42 +30,54 @@ class Run:
     peak: Peak | None = None  # roofline ceilings used for ``pct_of_bound`` (None: unknown)
 
 
-def _flatten(r: dict[str, Any]) -> dict[str, Any]:
-    spec = r.get("spec", {})
+def _flatten(r: Record) -> dict[str, Any]:
+    spec = r.spec.model_dump(mode="json")
     row: dict[str, Any] = {
-        "case_index": r.get("case_index"), "case_key": r.get("case_key"), "name": r.get("name"),
-        "label": r.get("label", ""), "backend": r.get("backend"), "device": r.get("device"),
-        "status": r.get("status"), "error": r.get("error"),
+        "case_index": r.case_index, "case_key": r.case_key, "name": r.name,
+        "label": r.label, "backend": r.backend, "device": r.device,
+        "status": r.status, "error": r.error,
     }
     for c in SPEC_COLUMNS:
         v = spec.get(c)
         row[c] = tuple(v) if isinstance(v, list) else v
-    d = r.get("derived", {})
-    row.update(flops=d.get("flops"), bytes_min=d.get("bytes_min"), intensity=d.get("intensity"))
-    st = r.get("stats") or {}
+    d = r.derived
+    row.update(flops=d.flops, bytes_min=d.bytes_min, intensity=d.intensity)
+    st = r.stats.model_dump() if r.stats else {}
     for c in STAT_COLUMNS:
         row[f"{c}_ms" if c not in ("cov", "rse", "n") else c] = st.get(c)
-    med = st.get("median")
-    row["tflops"] = d.get("flops", 0) / med / 1e9 if med else None
-    row["gbps"] = d.get("bytes_min", 0) / med / 1e6 if med else None
-    b = r.get("build") or {}
-    row.update(build_s=b.get("build_s"), plan_bytes=b.get("plan_bytes"),
-               cache_hit=b.get("cache_hit"))
-    chk = r.get("check") or {}
-    row.update(rel_err=chk.get("rel_err"), check_passed=chk.get("passed"))
-    t = r.get("timing") or {}
-    row.update(mode=t.get("mode"), l2=t.get("l2"), iters_per_sample=t.get("iters_per_sample"),
-               converged=t.get("converged"), wall_s=r.get("wall_s"),
-               throttled=bool(r.get("throttled")))
-    gpu = r.get("gpu") or {}
+    # the headline median: between passes when the case was repeated
+    med = r.median_ms
+    row["median_ms"] = med
+    iv = r.interval
+    row["interval_low_ms"], row["interval_high_ms"], row["interval_covers"] = (
+        iv if iv else (None, None, None))
+    a = r.aggregate
+    row.update(passes=a.passes if a else 1, pass_spread_pct=a.spread_pct if a else None,
+               kernel_sets=len(a.kernel_sets) if a else None)
+    row["tflops"] = d.flops / med / 1e9 if med else None
+    row["gbps"] = d.bytes_min / med / 1e6 if med else None
+    b = r.build
+    row.update(build_s=b.build_s if b else None, plan_bytes=b.plan_bytes if b else None,
+               cache_hit=b.cache_hit if b else None)
+    row["algo"] = r.spec.algo
+    chk = r.check
+    row.update(rel_err=chk.rel_err if chk else None, check_passed=chk.passed if chk else None,
+               check_images=chk.images if chk else None)
+    t = r.timing
+    row.update(mode=t.mode if t else None, l2=t.l2 if t else None,
+               iters_per_sample=t.iters_per_sample if t else None,
+               converged=t.converged if t else None, wall_s=r.wall_s,
+               throttled=bool(r.throttled))
+    row["flags"] = ", ".join(sorted(set(r.flag_names)))
+    row["flag_reasons"] = "; ".join(f"{f.name}: {f.reason}" for f in r.flags)
+    gpu = r.gpu or {}
     row.update(gpu_name=gpu.get("name"), gpu_uuid=gpu.get("uuid"))
-    clocks = r.get("clocks") or {}
-    after = clocks.get("after") or {}
+    after = (r.clocks.after if r.clocks else None) or {}
     row["sm_clock_mhz"] = after.get("sm_mhz", after.get("sm_clock_mhz"))
     return row
 
 
-def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+def records_frame(records: list[Record]) -> pd.DataFrame:
     return pd.DataFrame([_flatten(r) for r in records])
 
 
@@ -84,9 +97,9 @@ def layer_kind(name: str, type_: str | None) -> str:
     return "other"
 
 
-def layers_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    flat = [{"case_key": row["case_key"], "backend": row["backend"], **layer}
-            for row in rows for layer in row.get("layers", [])]
+def layers_frame(rows: list[LayerRow]) -> pd.DataFrame:
+    flat = [{"case_key": row.case_key, "backend": row.backend, **layer.model_dump()}
+            for row in rows for layer in row.layers]
     df = pd.DataFrame(flat)
     if not df.empty:
         df["kind"] = [layer_kind(str(n), t if isinstance(t, str) else None)
@@ -135,5 +148,4 @@ def load(run_dir: str | Path) -> Run:
 
 def samples(run_dir: str | Path) -> dict[tuple[str, str], list[float]]:
     """Raw per-sample milliseconds by (case key, backend), for rank tests and trace exports."""
-    return {(r["case_key"], r["backend"]): list(r.get("samples_ms") or [])
-            for r in load_records(Path(run_dir))}
+    return {(r.case_key, r.backend): list(r.samples_ms) for r in load_records(Path(run_dir))}

@@ -28,9 +28,12 @@ def wants_scale_out(args: argparse.Namespace) -> bool:
                                                              "address"))
 
 
-def run_scaled(suite: Any, opts: Any, args: argparse.Namespace) -> Any:
+def run_scaled(plan: Any, args: argparse.Namespace) -> Any:
     """``convbench run`` with --gpus/--workers/--executor: the same summary as a plain run."""
     executor = args.executor or "local"
+    if plan.repeats > 1:
+        raise BenchError("--repeats: repeated passes run one after another on one GPU; they do "
+                         "not combine with --gpus/--workers/--executor")
     if args.address and executor != "ray":
         raise BenchError("--address is for --executor ray")
     if executor == "ray":
@@ -39,7 +42,7 @@ def run_scaled(suite: Any, opts: Any, args: argparse.Namespace) -> Any:
                              "cluster (limit with --workers N)")
         from bench.scale.ray_executor import run_ray
 
-        return run_ray(suite, opts, address=args.address, workers=args.workers)
+        return run_ray(plan, address=args.address, workers=args.workers)
     from bench.scale.local import cpu_slots, gpu_slots, run_local
 
     if args.gpus is not None and args.workers is not None:
@@ -47,7 +50,7 @@ def run_scaled(suite: Any, opts: Any, args: argparse.Namespace) -> Any:
     if args.gpus is None and args.workers is None:
         raise BenchError("--executor local needs --gpus all|0,1,... or --workers N")
     slots = gpu_slots(args.gpus) if args.gpus is not None else cpu_slots(args.workers)
-    return run_local(suite, opts, slots)
+    return run_local(plan, slots)
 
 
 # --- merge --------------------------------------------------------------------------------------

@@ -8,18 +8,19 @@ retried once on another worker and then stored as a failure, and ``--resume`` sk
 
 from __future__ import annotations
 
-import shlex
+import contextlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from bench.env import host_env
 from bench.errors import BenchError
-from bench.runner import RunOptions, RunSummary, select_cases
+from bench.plan import RunPlan
+from bench.record import LayerRow, Record
+from bench.runner import RunSummary, describe_run, failure_record
 from bench.store import RunStore
-from bench.suite import Case, Suite, TimingConfig
+from bench.suite import Case
 
 #: how many times a case is started before a crash of its worker makes it a failed record
 MAX_ATTEMPTS = 2
@@ -40,34 +41,20 @@ class Task:
         return len(self.crashes) + 1
 
 
-def resolve_timing(suite: Suite, opts: RunOptions) -> TimingConfig:
-    """The suite's [timing] with the command line's overrides (as ``run_suite`` does)."""
-    if not opts.timing:
-        return suite.timing
-    return TimingConfig.model_validate({**suite.timing.model_dump(), **opts.timing})
-
-
 class Sweep:
     """Driver state of one scaled-out run. Not thread-safe: one executor loop drives it."""
 
-    def __init__(self, suite: Suite, opts: RunOptions, executor: str,
-                 on_record: Callable[[dict[str, Any]], None] | None = None) -> None:
-        self.suite, self.opts, self.executor = suite, opts, executor
+    def __init__(self, plan: RunPlan, executor: str,
+                 on_record: Callable[[Record], None] | None = None) -> None:
+        self.plan, self.executor = plan, executor
         self.on_record = on_record
-        self.cases = select_cases(suite, opts.filter, opts.shard)
-        if not self.cases:
-            raise BenchError(f"{suite.path or suite.name}: no case left after --filter/--shard")
-        self.timing = resolve_timing(suite, opts)
-        self.backend_names = list(opts.backends or suite.backends)
-        # absolute: a worker's working directory is not the driver's (Ray actors)
-        self.cache_dir = (opts.cache_dir or (opts.out / ".cache")).absolute()
+        self.cases = list(plan.cases)
         self.store: RunStore | None = None
         self.done: set[tuple[str, str]] = set()
-        if opts.resume:
-            self.store = RunStore.open(opts.resume)
-            if self.store.run_info().get("suite_text") != suite.text:
-                raise BenchError(f"{opts.resume}: was made from a different suite text than "
-                                 f"{suite.path}; start a new run instead of --resume")
+        self._locks = contextlib.ExitStack()  # the run directory's writer lock, held to the end
+        if plan.resume:
+            self.store = RunStore.open(plan.resume)
+            self._locks.enter_context(self.store.lock())
             self.done = self.store.done()
         self.pending: deque[Task] = deque()
         self.in_flight: dict[int, Task] = {}
@@ -89,10 +76,12 @@ class Sweep:
             self._save_workers()
             return
         self.started = True
-        backends = [n for n in self.backend_names if n in info["backends"]]
+        backends = [n for n in self.plan.backend_names if n in info["backends"]]
         self.summary.unavailable = dict(info["unavailable_backends"])
         if self.store is None:
-            self.store = RunStore.create(self.opts.out, self.suite.name, self._run_info(info))
+            self.store = RunStore.create(self.plan.out, self.plan.suite.name,
+                                         self._run_info(info))
+            self._locks.enter_context(self.store.lock())
             self._session_saved = True
             self.summary.run_dir = self.store.dir
         else:
@@ -105,19 +94,9 @@ class Sweep:
         self.total = len(todo)
 
     def _run_info(self, first: dict[str, Any]) -> dict[str, Any]:
-        opts = self.opts
-        return {
-            "suite": self.suite.name,
-            "suite_path": str(self.suite.path) if self.suite.path else None,
-            "suite_text": self.suite.text, "command": shlex.join(opts.argv),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "backends": first["backends"], "unavailable_backends": first["unavailable_backends"],
-            "timing": self.timing.model_dump(), "filter": opts.filter,
-            "shard": list(opts.shard) if opts.shard else None,
-            "host": host_env(), "gpu": first["gpu"],
-            "gpu_clocks_at_start": first["gpu_clocks_at_start"],
-            "executors": [self._session()],
-        }
+        return describe_run(self.plan, first["backends"], first["unavailable_backends"], None,
+                            gpu=first["gpu"], gpu_clocks_at_start=first["gpu_clocks_at_start"],
+                            executors=[self._session()])
 
     def _session(self) -> dict[str, Any]:
         return {"kind": self.executor, "started": self.started_at, "workers": self.workers,
@@ -153,11 +132,11 @@ class Sweep:
         return None
 
     # --- replies ---------------------------------------------------------------------------------
-    def result(self, task: Task, rec: dict[str, Any], layers: dict[str, Any] | None) -> None:
+    def result(self, task: Task, rec: Record, layers: LayerRow | None) -> None:
         """Store one finished case (the record is on disk when this returns)."""
         assert self.store is not None
         self.in_flight.pop(task.id, None)
-        worker = rec.setdefault("worker", {})
+        worker = rec.worker = dict(rec.worker or {})
         worker["executor"] = self.executor
         worker["attempt"] = task.attempt
         if task.crashes:
@@ -190,16 +169,6 @@ class Sweep:
         self.in_flight.clear()
         self.pending.clear()
 
-
-def failure_record(case: Case, backend: str, message: str) -> dict[str, Any]:
-    """A record for a case that produced none itself (its worker died while running it)."""
-    spec = case.spec
-    return {
-        "case_index": case.index, "case_key": case.key, "label": case.label, "name": case.name,
-        "backend": backend, "spec": spec.model_dump(mode="json"),
-        "derived": {"flops": spec.flops, "bytes_min": spec.bytes_min,
-                    "intensity": spec.intensity, "output_shape": list(spec.output_shape)},
-        "device": None, "gpu": None,
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "status": "error", "error": message, "wall_s": None,
-    }
+    def close(self) -> None:
+        """Release the run directory (its writer lock)."""
+        self._locks.close()

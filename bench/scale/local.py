@@ -15,13 +15,12 @@ import signal
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.runner import RunOptions, RunSummary, progress_bar
+from bench.plan import RunPlan
+from bench.runner import RunSummary, progress_bar
 from bench.scale.driver import Sweep, Task
-from bench.suite import Suite, TimingConfig
 
 #: a slot whose workers die this many times in a row without finishing a case is given up
 MAX_CONSECUTIVE_CRASHES = 3
@@ -98,8 +97,7 @@ def _nvml_uuids() -> list[str]:
 
 
 # --- the worker process -----------------------------------------------------------------------
-def _worker_main(conn: Connection, slot: Slot, backend_names: list[str], timing: TimingConfig,
-                 cache_dir: Path | None) -> None:
+def _worker_main(conn: Connection, slot: Slot, plan: RunPlan) -> None:
     """Entry point of a worker process (spawned: nothing of the driver is inherited)."""
     # before anything imports torch or CUDA: this process sees its own GPU only
     os.environ["CUDA_VISIBLE_DEVICES"] = slot.visible
@@ -110,8 +108,7 @@ def _worker_main(conn: Connection, slot: Slot, backend_names: list[str], timing:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from bench.scale.worker import Worker
 
-    worker = Worker(backend_names, timing, cache_dir,
-                    {"slot": slot.id, "gpu_index": slot.gpu_index})
+    worker = Worker(plan, {"slot": slot.id, "gpu_index": slot.gpu_index})
     try:
         conn.send(("ready", worker.info()))
         while True:
@@ -152,8 +149,7 @@ class _Launcher:
     def start(self, slot: Slot) -> None:
         parent, child = self.ctx.Pipe()
         p = self.ctx.Process(target=_worker_main, name=f"convbench-worker-{slot.id}",
-                             args=(child, slot, self.sweep.backend_names, self.sweep.timing,
-                                   self.sweep.cache_dir), daemon=True)
+                             args=(child, slot, self.sweep.plan.for_worker()), daemon=True)
         p.start()
         child.close()  # so a dead worker shows as EOF on our end
         self.procs[slot.id] = _Proc(slot, p, parent, pid=p.pid)
@@ -267,16 +263,13 @@ class _Launcher:
         self.procs.clear()
 
 
-def run_local(suite: Suite, opts: RunOptions, slots: list[Slot],
-              on_record: Any = None) -> RunSummary:
-    """Run a suite with one worker process per slot; returns the summary of a plain run."""
-    sweep = Sweep(suite, opts, executor="local", on_record=on_record)
-    if opts.dry_run:
-        return sweep.summary
+def run_local(plan: RunPlan, slots: list[Slot], on_record: Any = None) -> RunSummary:
+    """Run a plan with one worker process per slot; returns the summary of a plain run."""
+    sweep = Sweep(plan, executor="local", on_record=on_record)
     launcher = _Launcher(sweep, slots)
     graceful = False
     try:
-        with progress_bar(opts.progress) as progress:
+        with progress_bar(plan.progress) as progress:
             for slot in slots:
                 launcher.start(slot)
             launcher.loop(progress)
@@ -286,4 +279,5 @@ def run_local(suite: Suite, opts: RunOptions, slots: list[Slot],
         sweep.abandon()
     finally:
         launcher.stop(graceful)
+        sweep.close()
     return sweep.summary

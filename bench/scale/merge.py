@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError, SchemaError
+from bench.record import LayerRow, Record
 from bench.store import RUN_FILE, RunStore, load_layers, load_records, read_run_info
 
 
@@ -60,13 +61,13 @@ def merge_runs(run_dirs: list[Path], out: Path, argv: list[str] | None = None) -
                              f"({info.get('timing')} vs {first.get('timing')})")
 
     owner: dict[tuple[str, str], Path] = {}
-    records: list[dict[str, Any]] = []
-    layers: list[dict[str, Any]] = []
+    records: list[Record] = []
+    layers: list[LayerRow] = []
     for d in dirs:
         for rec in load_records(d):
-            key = (rec["case_key"], rec["backend"])
+            key = (rec.case_key, rec.backend)
             if key in owner:
-                raise BenchError(f"merge: case {rec.get('name', key[0])} ({key[0]}) on "
+                raise BenchError(f"merge: case {rec.name} ({key[0]}) on "
                                  f"{key[1]} is in both {owner[key]} and {d}; shards must not "
                                  "overlap")
             owner[key] = d
@@ -74,10 +75,10 @@ def merge_runs(run_dirs: list[Path], out: Path, argv: list[str] | None = None) -
         layers.extend(load_layers(d))
 
     store = RunStore.create(out, first["suite"], _merged_info(dirs, infos, argv))
-    for rec in sorted(records, key=lambda r: (r["case_index"], r["backend"])):
-        store.append({k: v for k, v in rec.items() if k != "schema"})
+    for rec in sorted(records, key=lambda r: (r.case_index, r.backend)):
+        store.append(rec)
     for row in layers:
-        store.append_layers({k: v for k, v in row.items() if k != "schema"})
+        store.append_layers(row)
     return MergeSummary(store.dir, len(records), _expected(first), dirs)
 
 
@@ -107,7 +108,7 @@ def _merged_info(dirs: list[Path], infos: dict[Path, dict[str, Any]],
 
 
 def _expected(info: dict[str, Any]) -> int | None:
-    from bench.runner import select_cases
+    from bench.plan import select_cases
     from bench.suite import parse_suite
 
     try:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.runner import RunOptions, RunSummary, progress_bar
+from bench.plan import RunPlan
+from bench.runner import RunSummary, progress_bar
 from bench.scale.driver import Sweep, Task
-from bench.suite import Case, Suite, TimingConfig
+from bench.suite import Case
 
 INSTALL_HINT = "pip install 'trt-convbench[ray]'"
 #: Ray restarts a crashed actor this many times before its GPU is given up
@@ -37,8 +37,7 @@ class CaseActor:
     """The body of the Ray actor (wrapped with ``ray.remote`` at run time, so importing this
     module needs no ray)."""
 
-    def __init__(self, backend_names: list[str], timing: TimingConfig, cache_dir: str | None,
-                 cpu_only: bool) -> None:
+    def __init__(self, plan: RunPlan, cpu_only: bool) -> None:
         import ray
 
         if cpu_only:  # before anything imports torch or CUDA
@@ -48,8 +47,7 @@ class CaseActor:
         gpu_ids = ray.get_gpu_ids()
         identity = {"gpu_index": ",".join(str(g) for g in gpu_ids) if gpu_ids else None,
                     "node": ray.get_runtime_context().get_node_id()}
-        self.worker = Worker(backend_names, timing, Path(cache_dir) if cache_dir else None,
-                             identity)
+        self.worker = Worker(plan, identity)
 
     def info(self) -> dict[str, Any]:
         return self.worker.info()
@@ -71,14 +69,12 @@ def cluster_gpus(ray: Any) -> int:
     return int(ray.cluster_resources().get("GPU", 0))
 
 
-def run_ray(suite: Suite, opts: RunOptions, address: str | None = None,
-            workers: int | None = None, on_record: Any = None) -> RunSummary:
-    """Run a suite on a Ray cluster: one actor per GPU (``workers`` actors, default: every GPU
+def run_ray(plan: RunPlan, address: str | None = None, workers: int | None = None,
+            on_record: Any = None) -> RunSummary:
+    """Run a plan on a Ray cluster: one actor per GPU (``workers`` actors, default: every GPU
     of the cluster); ``address`` None joins a running cluster or starts a local one."""
-    sweep = Sweep(suite, opts, executor="ray", on_record=on_record)
-    if opts.dry_run:
-        return sweep.summary
     ray = import_ray()
+    sweep = Sweep(plan, executor="ray", on_record=on_record)
     started_here = not ray.is_initialized()
     if started_here:
         try:
@@ -86,13 +82,14 @@ def run_ray(suite: Suite, opts: RunOptions, address: str | None = None,
         except (ConnectionError, ValueError, RuntimeError) as e:
             raise BenchError(f"Ray: cannot connect to {address or 'a cluster'}: {e}") from None
     try:
-        return _run(ray, sweep, opts, workers)
+        return _run(ray, sweep, workers)
     finally:
+        sweep.close()
         if started_here:
             ray.shutdown()
 
 
-def _run(ray: Any, sweep: Sweep, opts: RunOptions, workers: int | None) -> RunSummary:
+def _run(ray: Any, sweep: Sweep, workers: int | None) -> RunSummary:
     if workers is not None and workers < 1:
         raise BenchError(f"--workers {workers}: needs at least 1")
     gpus = cluster_gpus(ray)
@@ -102,9 +99,8 @@ def _run(ray: Any, sweep: Sweep, opts: RunOptions, workers: int | None) -> RunSu
     cpu_only = gpus == 0
     actor_cls = ray.remote(CaseActor).options(
         num_gpus=0 if cpu_only else 1, max_restarts=MAX_RESTARTS, max_task_retries=0)
-    cache = str(sweep.cache_dir)
-    actors = [_Actor(k, actor_cls.remote(sweep.backend_names, sweep.timing, cache, cpu_only))
-              for k in range(count)]
+    plan = sweep.plan.for_worker()
+    actors = [_Actor(k, actor_cls.remote(plan, cpu_only)) for k in range(count)]
     refs: dict[Any, tuple[_Actor, str]] = {}
 
     def ask_info(a: _Actor) -> None:
@@ -125,7 +121,7 @@ def _run(ray: Any, sweep: Sweep, opts: RunOptions, workers: int | None) -> RunSu
     for a in actors:
         ask_info(a)
     try:
-        with progress_bar(opts.progress) as progress:
+        with progress_bar(sweep.plan.progress) as progress:
             bar = progress.add_task(f"ray: starting {count} actor(s)", total=None)
             while not sweep.finished:
                 if not refs:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import os
 import socket
-from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.suite import Case, TimingConfig
+from bench.plan import RunPlan
+from bench.suite import Case
 
 #: what ``Worker.run`` returns: ("result", record, layers row or None) or ("fatal", message)
 Reply = tuple[Any, ...]
@@ -21,22 +21,19 @@ Reply = tuple[Any, ...]
 class Worker:
     """Backends + GPU session of one worker; ``run`` measures one case with them."""
 
-    def __init__(self, backend_names: list[str], timing: TimingConfig, cache_dir: Path | None,
-                 identity: dict[str, Any]) -> None:
-        from bench.runner import GpuSession, resolve_backends
+    def __init__(self, plan: RunPlan, identity: dict[str, Any]) -> None:
+        from bench.runner import GpuSession
 
-        self.timing = timing
-        self.cache_dir = cache_dir
+        self.plan = plan
         self.identity = {"pid": os.getpid(), "host": socket.gethostname(), **identity}
-        self.gpu = None
+        self.gpu: GpuSession | None = None
         self.error: str | None = None
         try:
-            # the suite argument is read only when no names are given; the driver always names
-            backends, self.unavailable = resolve_backends(None, backend_names)  # type: ignore[arg-type]
+            backends, self.unavailable = plan.resolve_backends()
             self.backends = {b.name: b for b in backends}
             if any(b.device == "cuda" for b in backends):
-                # the worker sees one GPU only (CUDA_VISIBLE_DEVICES), hence index 0
-                self.gpu = GpuSession(0, cold=timing.l2 == "cold")
+                # the plan's device: 0 in a worker pinned with CUDA_VISIBLE_DEVICES
+                self.gpu = plan.gpu_session()
         except BenchError as e:
             # reported through info(): the driver stops the sweep with this one line
             self.backends, self.unavailable = {}, {}
@@ -63,10 +60,11 @@ class Worker:
             return ("fatal", f"worker {self.identity['host']}:{self.identity['pid']}: backend "
                              f"{backend_name} cannot run there ({reason})")
         try:
-            rec, layers = measure_case(case, backend, self.timing, self.gpu, self.cache_dir)
+            rec, layers = measure_case(case, backend, self.plan.timing, self.gpu,
+                                       self.plan.cache_dir)
         except BenchError as e:
             return ("fatal", str(e))
-        rec["worker"] = dict(self.identity)
+        rec.worker = dict(self.identity)
         return ("result", rec, layers)
 
     def close(self) -> None:

@@ -1,0 +1,253 @@
+"""Do convbench's numbers repeat across processes, and do its intervals say how far they move?
+
+Runs a suite in separate ``convbench run`` processes, one after another on the same GPU:
+
+- ``heuristic`` × P: ``algo = "heuristic"`` (cuDNN's heuristic pick, the same in every process);
+- ``autotune`` × P: ``algo = "autotune"`` (cuDNN's autotuner, the library default), one pass each;
+- ``repeats`` × 1: ``algo = "autotune"`` with ``repeats = R`` (R passes, each a fresh process).
+
+and prints per case the cross-process spread of the medians for each mode, whether every
+autotune process's median lies inside the interval the repeats run reported (or within 1 % of
+it), whether cases that moved by more than 5 % are flagged ``selection-unstable`` or shown with
+an interval at least that wide, and the wall time per case (builds excluded) of the repeats run
+against a one-pass run. Targets (issue "Numbers that repeat"): heuristic ≥ 95 % of cases within
+1 %; ≥ 90 % of (case, autotune process) pairs inside the repeats interval or within 1 % of it;
+every > 5 % mover flagged or covered; wall time per case with R = 3 ≤ 2 × R = 1.
+
+    python3 benchmarks/reproducibility.py --suite suites/reproducibility.toml --processes 5 \\
+        --out /tmp/repro --md benchmarks/results/reproducibility-h200.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def suite_with(text: str, **defaults: Any) -> str:
+    """The suite text with ``defaults`` set in its [defaults] table (added when absent)."""
+    lines = [f"{k} = {json.dumps(v)}" for k, v in defaults.items()]
+    out, done = [], False
+    for line in text.splitlines():
+        if line.strip().startswith(tuple(f"{k} " for k in defaults)) and not done:
+            continue  # a default of the same key in [defaults] is replaced below
+        out.append(line)
+        if line.strip() == "[defaults]" and not done:
+            out.extend(lines)
+            done = True
+    if not done:
+        out += ["", "[defaults]", *lines]
+    return "\n".join(out) + "\n"
+
+
+def run_once(suite: Path, out: Path, extra: list[str], log: Path) -> tuple[Path, float]:
+    """One ``convbench run`` process; a finished run already in ``out`` is reused (so the
+    benchmark can be split over several calls with ``--only``)."""
+    done = sorted(out.glob("*/*/records.jsonl"))
+    if done:
+        return done[-1].parent, float("nan")
+    t0 = time.perf_counter()
+    cmd = [sys.executable, "-m", "bench", "run", str(suite), "--out", str(out), "--no-progress",
+           *extra]
+    with log.open("a") as f:
+        f.write(f"\n$ {' '.join(cmd)}\n")
+        f.flush()
+        p = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, check=False)
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed with exit code {p.returncode} (see {log})")
+    runs = sorted((out).glob("*/*/run.json"), key=lambda q: q.stat().st_mtime)
+    return runs[-1].parent, time.perf_counter() - t0
+
+
+def load(run_dir: Path) -> dict[str, Any]:
+    from bench.store import load_records
+
+    return {r.name: r for r in load_records(run_dir) if r.backend == "torch"}
+
+
+def spread(values: list[float]) -> float:
+    med = statistics.median(values)
+    return (max(values) - min(values)) / med * 100 if med else float("nan")
+
+
+def measure_wall(rec: Any) -> float:
+    """Seconds a case spent outside its build: check, timing and profile (all passes)."""
+    if rec.passes:
+        return sum((p.wall_s or 0) - (p.build.build_s if p.build else 0) for p in rec.passes)
+    return (rec.wall_s or 0) - (rec.build.build_s if rec.build else 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--suite", type=Path, default=ROOT / "suites" / "reproducibility.toml")
+    ap.add_argument("--processes", type=int, default=5, help="processes per mode (P)")
+    ap.add_argument("--autotune-processes", type=int, default=None,
+                    help="autotune processes (default P)")
+    ap.add_argument("--repeats", type=int, default=3, help="passes of the repeats run (R)")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--md", type=Path, help="write the markdown table here too")
+    ap.add_argument("--only", choices=["heuristic", "autotune"],
+                    help="run only this mode's processes and stop (a later call with the same "
+                         "--out reuses them)")
+    args = ap.parse_args(argv)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "runs.log"
+    text = args.suite.read_text()
+    suites = {}
+    for mode in ("heuristic", "autotune"):
+        path = out / f"{args.suite.stem}-{mode}.toml"
+        path.write_text(suite_with(text, algo=mode))
+        suites[mode] = path
+    t_start = time.perf_counter()
+    runs: dict[str, list[Path]] = {"heuristic": [], "autotune": []}
+    walls: dict[str, list[float]] = {"heuristic": [], "autotune": [], "repeats": []}
+    n_auto = args.autotune_processes or args.processes
+    for i in range(max(args.processes, n_auto)):  # interleaved: drift hits both modes alike
+        for mode, n in (("heuristic", args.processes), ("autotune", n_auto)):
+            if i < n and args.only in (None, mode):
+                d, w = run_once(suites[mode], out / f"{mode}-{i}", [], log)
+                runs[mode].append(d)
+                walls[mode].append(w)
+                print(f"{mode} process {i + 1}: {w:.0f} s -> {d}", flush=True)
+    if args.only:
+        return 0
+    rep_dir, w = run_once(suites["autotune"], out / "repeats", ["--repeats", str(args.repeats)],
+                          log)
+    walls["repeats"].append(w)
+    print(f"repeats={args.repeats} run: {w:.0f} s -> {rep_dir}", flush=True)
+
+    heur = [load(d) for d in runs["heuristic"]]
+    auto = [load(d) for d in runs["autotune"]]
+    rep = load(rep_dir)
+    rows, n_heur_ok, n_pairs, n_pairs_in, movers, movers_ok = [], 0, 0, 0, 0, 0
+    wall_ratio, steady_ratio = [], []
+    # the first case of every process also carries the process's one-time initialisation
+    # (cuDNN/cuBLAS handles, CUPTI for the first profile): not a cost of that case
+    first = min(rep.values(), key=lambda r: r.case_index).name if rep else None
+    for name, r in rep.items():
+        h = [run[name].median_ms for run in heur if name in run and run[name].median_ms]
+        a = [run[name].median_ms for run in auto if name in run and run[name].median_ms]
+        if r.status != "ok" or not r.aggregate or not h or not a:
+            rows.append({"case": name, "status": r.status})
+            continue
+        agg = r.aggregate
+        lo, hi = agg.interval_low_ms, agg.interval_high_ms
+        inside = [lo * 0.99 <= m <= hi * 1.01 for m in a]
+        n_pairs += len(inside)
+        n_pairs_in += sum(inside)
+        s_h, s_a = spread(h), spread(a + [p.stats.median for p in r.passes if p.stats])
+        n_heur_ok += s_h <= 1.0
+        width = (hi - lo) / agg.median_ms * 100
+        unstable = "selection-unstable" in r.flag_names
+        if s_a > 5.0:
+            movers += 1
+            movers_ok += unstable or width >= s_a
+        one_pass = statistics.median([measure_wall(run[name]) for run in auto if name in run])
+        ratio = measure_wall(r) / one_pass if one_pass > 0 else float("nan")
+        wall_ratio.append(ratio)
+        if name != first:
+            steady_ratio.append(ratio)
+        rows.append({
+            "case": name, "status": r.status,
+            "heuristic_median_us": statistics.median(h) * 1e3, "heuristic_spread_pct": s_h,
+            "autotune_median_us": statistics.median(a) * 1e3, "autotune_spread_pct": s_a,
+            "heuristic_over_autotune": statistics.median(h) / statistics.median(a),
+            "repeats_median_us": agg.median_ms * 1e3,
+            "interval_us": [lo * 1e3, hi * 1e3], "interval_width_pct": width,
+            "kernel_sets": len(agg.kernel_sets), "selection_unstable": unstable,
+            "autotune_inside": f"{sum(inside)}/{len(inside)}",
+            "wall_per_case_s": measure_wall(r), "wall_one_pass_s": one_pass,
+            "wall_ratio": ratio, "flags": sorted(set(r.flag_names)),
+        })
+    cases = sum(1 for r in rows if "heuristic_spread_pct" in r)
+    summary = {
+        "suite": str(args.suite), "cases": len(rows), "compared": cases,
+        "processes": args.processes, "autotune_processes": n_auto, "repeats": args.repeats,
+        "heuristic_within_1pct": f"{n_heur_ok}/{cases}",
+        "autotune_within_repeats_interval_or_1pct": f"{n_pairs_in}/{n_pairs}",
+        "movers_over_5pct_flagged_or_covered": f"{movers_ok}/{movers}",
+        "wall_ratio_median": statistics.median(wall_ratio) if wall_ratio else None,
+        "wall_ratio_max": max(wall_ratio) if wall_ratio else None,
+        "steady_ratio_median": statistics.median(steady_ratio) if steady_ratio else None,
+        "steady_ratio_max": max(steady_ratio) if steady_ratio else None,
+        "first_case": first,
+        "total_wall_s": time.perf_counter() - t_start,
+        "process_wall_s": walls,
+        "gpu": _gpu(rep_dir),
+    }
+    (out / "reproducibility.json").write_text(json.dumps({"summary": summary, "rows": rows},
+                                                         indent=1, default=str))
+    md = to_markdown(summary, rows)
+    print(md)
+    if args.md:
+        args.md.parent.mkdir(parents=True, exist_ok=True)
+        args.md.write_text(md)
+    return 0
+
+
+def _gpu(run_dir: Path) -> Any:
+    from bench.store import read_run_info
+
+    info = read_run_info(run_dir)
+    return (info.get("gpu") or {}).get("name"), info.get("backends")
+
+
+def to_markdown(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    lines = ["# Reproducibility across processes", "",
+             f"Command: `python3 benchmarks/reproducibility.py --suite {summary['suite']} "
+             f"--processes {summary['processes']} --autotune-processes "
+             f"{summary['autotune_processes']} --repeats {summary['repeats']}`", "",
+             f"GPU and backends: {summary['gpu']}", "",
+             "| target | result |", "|---|---|",
+             f"| heuristic: cases within 1 % across {summary['processes']} processes (≥ 95 %) | "
+             f"{summary['heuristic_within_1pct']} |",
+             f"| autotune: (case, process) medians inside the repeats={summary['repeats']} "
+             f"interval or within 1 % of it (≥ 90 %) | "
+             f"{summary['autotune_within_repeats_interval_or_1pct']} |",
+             "| cases moving > 5 % across autotune processes that are flagged "
+             "selection-unstable or covered by the interval (all) | "
+             f"{summary['movers_over_5pct_flagged_or_covered']} |",
+             f"| wall time per case, repeats={summary['repeats']} ÷ one pass, builds excluded "
+             f"(≤ 2) | median {_f(summary['wall_ratio_median'], '.2f')}, max "
+             f"{_f(summary['wall_ratio_max'], '.2f')} (all cases); median "
+             f"{_f(summary['steady_ratio_median'], '.2f')}, max "
+             f"{_f(summary['steady_ratio_max'], '.2f')} without each process's first case "
+             f"(`{summary['first_case']}`, which carries the process's one-time library "
+             "start-up) |",
+             f"| total wall time | {summary['total_wall_s']:.0f} s |", "",
+             "| case | heur. µs | heur. spread % | auto µs | auto spread % | heur/auto | "
+             "repeats µs | interval µs | width % | kernel sets | unstable | auto inside | "
+             "wall ratio |", "|" + "---|" * 13]
+    for r in rows:
+        if "heuristic_spread_pct" not in r:
+            lines.append(f"| {r['case']} | {r['status']} |" + " |" * 11)
+            continue
+        lines.append(
+            f"| {r['case']} | {r['heuristic_median_us']:.1f} | {r['heuristic_spread_pct']:.2f} | "
+            f"{r['autotune_median_us']:.1f} | {r['autotune_spread_pct']:.2f} | "
+            f"{r['heuristic_over_autotune']:.2f} | {r['repeats_median_us']:.1f} | "
+            f"{r['interval_us'][0]:.1f}–{r['interval_us'][1]:.1f} | "
+            f"{r['interval_width_pct']:.1f} | {r['kernel_sets']} | "
+            f"{'yes' if r['selection_unstable'] else ''} | {r['autotune_inside']} | "
+            f"{r['wall_ratio']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _f(v: Any, fmt: str) -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
