@@ -26,8 +26,8 @@ PROFILE_FACTOR = 3.0
 CPU_LOAD_MARGIN = 1.0
 
 
-def other_gpu_processes(uuid: str) -> list[int] | None:
-    """PIDs of other compute processes on the GPU (NVML), or None where NVML cannot tell."""
+def _nvml_query(uuid: str, query: str) -> Any:
+    """``pynvml.<query>(handle of the GPU with this UUID)``, or None where NVML cannot tell."""
     from bench.gpu import nvml
 
     nv = nvml._nvml()
@@ -36,8 +36,15 @@ def other_gpu_processes(uuid: str) -> list[int] | None:
     try:
         h = nv.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith(("GPU-", "MIG-"))
                                          else f"GPU-{uuid}")
-        procs = nv.nvmlDeviceGetComputeRunningProcesses(h)
+        return getattr(nv, query)(h)
     except Exception:  # noqa: BLE001 - not supported on this GPU/driver
+        return None
+
+
+def other_gpu_processes(uuid: str) -> list[int] | None:
+    """PIDs of other compute processes on the GPU (NVML), or None where NVML cannot tell."""
+    procs = _nvml_query(uuid, "nvmlDeviceGetComputeRunningProcesses")
+    if procs is None:
         return None
     me = os.getpid()
     pids = [int(p.pid) for p in procs]
@@ -50,17 +57,8 @@ def other_gpu_processes(uuid: str) -> list[int] | None:
 
 
 def gpu_utilization(uuid: str) -> int | None:
-    from bench.gpu import nvml
-
-    nv = nvml._nvml()
-    if nv is None:
-        return None
-    try:
-        h = nv.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith(("GPU-", "MIG-"))
-                                         else f"GPU-{uuid}")
-        return int(nv.nvmlDeviceGetUtilizationRates(h).gpu)
-    except Exception:  # noqa: BLE001
-        return None
+    rates = _nvml_query(uuid, "nvmlDeviceGetUtilizationRates")
+    return None if rates is None else int(rates.gpu)
 
 
 def cpu_load_flag(load: float | None = None, cores: int | None = None) -> Flag | None:

@@ -75,6 +75,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "convbench: a convbench case (a suite file's case × "
                                        "backend, or a test using conv_benchmark)")
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU")
+    _check_timing_options(config)
     base = config.invocation_params.dir
     known = {(base / a.split("::")[0]).resolve() for a in config.args}
     for s in config.getoption("convbench_suite") or []:
@@ -84,6 +85,29 @@ def pytest_configure(config: pytest.Config) -> None:
             known.add(path)
 
 
+def _timing_options(config: pytest.Config) -> dict[str, Any]:
+    ns = argparse.Namespace(**{k.removeprefix(_PREFIX): v for k, v in vars(config.option)
+                               .items() if k.startswith(_PREFIX)})
+    return timing_overrides(ns)
+
+
+def _check_timing_options(config: pytest.Config) -> None:
+    """A bad ``--convbench-*`` timing value is a usage error of the whole session (one line),
+    validated by the run plan's own check; only when such an option is given, so a session
+    without convbench options imports nothing more."""
+    overrides = _timing_options(config)
+    if not overrides:
+        return
+    from bench.errors import BenchError
+    from bench.plan import validate_timing
+    from bench.suite import TimingConfig
+
+    try:
+        validate_timing(TimingConfig(), overrides, prefix="--convbench-")
+    except BenchError as e:
+        raise pytest.UsageError(" ".join(str(e).split())) from None
+
+
 def _run(config: pytest.Config) -> PytestRun:
     """convbench's state for this session, created on the first suite item or fixture use."""
     run = config.stash.get(_RUN, None)
@@ -91,13 +115,11 @@ def _run(config: pytest.Config) -> PytestRun:
         from bench.pytest_support import PytestRun, command_line
 
         opt = config.getoption
-        ns = argparse.Namespace(**{k.removeprefix(_PREFIX): v for k, v in vars(config.option)
-                                   .items() if k.startswith(_PREFIX)})
         base = config.invocation_params.dir
         cache = opt("convbench_cache_dir")
         run = PytestRun(out=base / opt("convbench_out"),
                         cache_dir=base / cache if cache else None,
-                        timing_overrides=timing_overrides(ns),
+                        timing_overrides=_timing_options(config),
                         device_index=opt("convbench_device"),
                         command=command_line(config.invocation_params.args))
         config.stash[_RUN] = run

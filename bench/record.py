@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -32,6 +32,9 @@ Count = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class _Open(BaseModel):
@@ -272,20 +275,19 @@ def _invalid(where: str, e: ValidationError) -> BenchError:
     return BenchError(f"{where}: {loc}: {msg[:300]}; the file is corrupted or was edited")
 
 
-def parse_record(obj: Any, where: str) -> Record:
-    """A stored record (any known schema) as a :class:`Record`, or one BenchError line."""
+def _parse(model: type[_M], obj: Any, where: str) -> _M:
     if not isinstance(obj, dict):
         raise BenchError(f"{where}: not a JSON object")
     try:
-        return Record.model_validate(upgrade(obj, where))
+        return model.model_validate(upgrade(obj, where))
     except ValidationError as e:
         raise _invalid(where, e) from None
+
+
+def parse_record(obj: Any, where: str) -> Record:
+    """A stored record (any known schema) as a :class:`Record`, or one BenchError line."""
+    return _parse(Record, obj, where)
 
 
 def parse_layer_row(obj: Any, where: str) -> LayerRow:
-    if not isinstance(obj, dict):
-        raise BenchError(f"{where}: not a JSON object")
-    try:
-        return LayerRow.model_validate(upgrade(obj, where))
-    except ValidationError as e:
-        raise _invalid(where, e) from None
+    return _parse(LayerRow, obj, where)

@@ -28,7 +28,7 @@ def test_show_prints_expanded_cases(cli_env: dict[str, str]) -> None:
     (["show", "nope.toml"], "nope.toml: no such suite file"),
     (["run", "nope.toml"], "nope.toml: no such suite file"),
     (["run", str(ROOT / "suites" / "quickstart.toml"), "--backend", "cudnn9"],
-     "unknown backend 'cudnn9'"),
+     "--backend cudnn9: unknown backend (known: "),
     (["run", str(ROOT / "suites" / "quickstart.toml"), "--filter", "os.system('x')"],
      "--filter"),
     (["report", "/nonexistent/run"], "run.json: not found"),

@@ -164,9 +164,9 @@ def test_unknown_schema_is_refused(tmp_path: Path) -> None:
     new = tmp_path / "new"
     shutil.copytree(A, new)
     info = json.loads((new / "run.json").read_text())
-    info["schema"] = 2
+    info["schema"] = 3
     (new / "run.json").write_text(json.dumps(info))
-    with pytest.raises(SchemaError, match="schema version 2"):
+    with pytest.raises(SchemaError, match="schema version 3"):
         compare_runs(A, new)
 
 
@@ -187,7 +187,7 @@ SM90 = "sm90_xmma_fprop_implicit_gemm_tf32f32_tf32f32_f32_nhwckrsc_nhwc_tilesize
 
 def _set_kernel(run_dir: Path, label: str, kernel: str) -> None:
     """Name the one conv layer of case ``label`` ``kernel``, as the torch profiler does on a GPU."""
-    key = next(r["case_key"] for r in load_records(run_dir) if r["label"] == label)
+    key = next(r.case_key for r in load_records(run_dir) if r.label == label)
     path = run_dir / "layers.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     for row in rows:

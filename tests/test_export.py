@@ -47,15 +47,15 @@ def test_parquet_export(tmp_path: Path) -> None:
 def test_trtexec_times_have_trtexecs_layout(tmp_path: Path) -> None:
     paths = export_trtexec(QUICK, tmp_path)
     rec = load_records(QUICK)[4]
-    times = json.loads((tmp_path / f"0004-{rec['name']}-torch.times.json").read_text())
-    assert len(times) == len(rec["samples_ms"])
-    for entry, ms in zip(times, rec["samples_ms"]):
+    times = json.loads((tmp_path / f"0004-{rec.name}-torch.times.json").read_text())
+    assert len(times) == len(rec.samples_ms)
+    for entry, ms in zip(times, rec.samples_ms):
         assert list(entry) == TRTEXEC_TIME_KEYS
         assert entry["computeMs"] == entry["latencyMs"] == ms
         assert entry["endComputeMs"] - entry["startComputeMs"] == pytest.approx(ms)
     # a script reading trtexec traces (e.g. one doing end - start of compute) gets our samples
     lat = [e["endComputeMs"] - e["startComputeMs"] for e in times]
-    assert lat == pytest.approx(rec["samples_ms"])
+    assert lat == pytest.approx(rec.samples_ms)
     assert len([p for p in paths if p.name.endswith(".times.json")]) == 12
 
 

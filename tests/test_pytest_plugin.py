@@ -45,6 +45,10 @@ importlib.import_module("bench.pytest_support")
 @pytest.fixture
 def pt(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    # under pytest-xdist (pytest -n 2) the inner runs must not look like xdist workers:
+    # pytest-benchmark disables itself when it sees PYTEST_XDIST_WORKER
+    for var in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # steadier CPU timings on a busy machine
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH",
                                                                                 "")]))
@@ -118,8 +122,8 @@ def test_benchmark_json_holds_convbench_samples_and_records(pt: pytest.Pytester)
     result.assert_outcomes(passed=12)
     rd = run_dir(pt)
     result.stdout.fnmatch_lines([f"results: {rd}*"])
-    records = {r["case_key"]: r for r in load_records(rd)}
-    assert len(records) == 12 and all(r["status"] == "ok" for r in records.values())
+    records = {r.case_key: r for r in load_records(rd)}
+    assert len(records) == 12 and all(r.status == "ok" for r in records.values())
     benches = json.loads((pt.path / "bench.json").read_text())["benchmarks"]
     assert len(benches) == 12
     for b in benches:
@@ -127,35 +131,38 @@ def test_benchmark_json_holds_convbench_samples_and_records(pt: pytest.Pytester)
         rec = records[info["case_key"]]
         st = b["stats"]
         # pytest-benchmark's rounds are convbench's samples, in seconds per inference
-        assert st["data"] == [ms / 1e3 for ms in rec["samples_ms"]]
-        assert st["rounds"] == rec["stats"]["n"]
-        assert st["iterations"] == rec["timing"]["iters_per_sample"]
+        assert st["data"] == [ms / 1e3 for ms in rec.samples_ms]
+        assert st["rounds"] == rec.stats.n
+        assert st["iterations"] == rec.timing.iters_per_sample
         for key in ("min", "max", "mean", "median", "std"):
             ours = key if key != "std" else "stddev"
-            assert st[ours] == pytest.approx(rec["stats"][key] / 1e3, rel=1e-9), key
-        assert b["name"] == f"conv[torch-{rec['name']}]"
+            assert st[ours] == pytest.approx(getattr(rec.stats, key) / 1e3, rel=1e-9), key
+        assert b["name"] == f"conv[torch-{rec.name}]"
         assert b["group"] == "quickstart" and b["params"] == {"backend": "torch",
-                                                              "case": rec["name"]}
+                                                              "case": rec.name}
         assert info["timer"] == ("graph" if ON_GPU else "host")
         assert b["options"]["timer"] == f"convbench:{info['timer']}"
-        assert info["spec"] == rec["spec"] and info["noise_rse"] == rec["stats"]["rse"]
-        assert info["flops"] == rec["derived"]["flops"] > 0
-        assert info["tflops"] == pytest.approx(rec["derived"]["flops"] / st["median"] / 1e12)
+        assert info["spec"] == rec.spec.model_dump(mode="json")
+        assert info["noise_rse"] == rec.stats.rse
+        assert info["flops"] == rec.derived.flops > 0
+        assert info["tflops"] == pytest.approx(rec.derived.flops / st["median"] / 1e12)
         assert info["check"]["passed"] and "clocks" in info
     assert len(load_layers(rd)) == 12  # the per-layer profile is stored too
 
     # the run directory holds the same records and run.json fields as ``convbench run``
-    from bench.runner import RunOptions, run_suite
+    from bench.plan import make_plan
+    from bench.runner import run_suite
     from bench.suite import load_suite
 
-    ours = load_records(rd)
+    ours = [r.to_json() for r in load_records(rd)]
     timing = {"warmup_s": 0.0, "min_time_s": 0.005, "max_time_s": 0.03, "min_samples": 3,
               "profile_iters": 2}
-    summary = run_suite(load_suite(QUICKSTART), RunOptions(out=pt.path / "cli", timing=timing,
-                                                           filter="label == 'pointwise-1x1'",
-                                                           progress=False))
-    cli = load_records(summary.run_dir)
-    assert {tuple(sorted(r)) for r in ours} == {tuple(sorted(cli[0]))}
+    summary = run_suite(make_plan(load_suite(QUICKSTART), out=pt.path / "cli", timing=timing,
+                                  filter="label == 'pointwise-1x1'", progress=False))
+    cli = [r.to_json() for r in load_records(summary.run_dir)]
+    # the same fields set (not only the same model): nothing the CLI fills stays empty here
+    assert {tuple(sorted(k for k, v in r.items() if v is not None)) for r in ours} == \
+        {tuple(sorted(k for k, v in cli[0].items() if v is not None))}
     assert ours[0]["timing"].keys() == cli[0]["timing"].keys()
     ours_info, cli_info = read_run_info(rd), read_run_info(summary.run_dir)
     assert set(cli_info) <= set(ours_info)
@@ -228,8 +235,8 @@ def test_conv(conv_benchmark, precision):
     spec = ConvSpec(batch=1, in_channels=16, out_channels=16, height=14, width=14, kernel=3,
                     padding="same", precision=precision)
     rec = conv_benchmark(spec, "torch", min_samples=3)
-    assert rec["status"] == "ok" and rec["stats"]["median"] > 0
-    assert rec["spec"]["precision"] == precision
+    assert rec.status == "ok" and rec.stats.median > 0
+    assert rec.spec.precision == precision
 
 def test_twice(conv_benchmark):
     spec = {"in_channels": 8, "out_channels": 8, "height": 8, "width": 8, "kernel": 1}
@@ -245,15 +252,15 @@ def test_conv_benchmark_fixture(pt: pytest.Pytester) -> None:
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["*RuntimeError: conv_benchmark can be called once per test*"])
     records = load_records(run_dir(pt, "pytest"))
-    assert [r["name"] for r in records] == ["test_conv[fp32]", "test_conv[bf16]", "test_twice"]
+    assert [r.name for r in records] == ["test_conv[fp32]", "test_conv[bf16]", "test_twice"]
     benches = {b["name"]: b for b in json.loads((pt.path / "bench.json").read_text())
                ["benchmarks"]}
     assert set(benches) == {"test_conv[fp32]", "test_conv[bf16]"}  # the failed test is left out
     for rec in records[:2]:
-        b = benches[rec["name"]]
-        assert b["stats"]["data"] == [ms / 1e3 for ms in rec["samples_ms"]]
-        assert b["params"] == {"precision": rec["spec"]["precision"]}
-        assert b["extra_info"]["case_key"] == rec["case_key"]
+        b = benches[rec.name]
+        assert b["stats"]["data"] == [ms / 1e3 for ms in rec.samples_ms]
+        assert b["params"] == {"precision": rec.spec.precision}
+        assert b["extra_info"]["case_key"] == rec.case_key
 
 
 def test_bad_suite_is_one_line_collection_error(pt: pytest.Pytester) -> None:
@@ -266,7 +273,7 @@ def test_bad_suite_is_one_line_collection_error(pt: pytest.Pytester) -> None:
 
 def test_unavailable_or_unknown_backend(pt: pytest.Pytester) -> None:
     result = collect(pt, "quickstart.toml", "--convbench-backend=nosuch", "--co")
-    result.stdout.fnmatch_lines(["*unknown backend 'nosuch'*"])
+    result.stdout.fnmatch_lines(["*--convbench-backend nosuch: unknown backend*"])
 
 
 @pytest.mark.parametrize(("status", "outcome"), [("check_failed", "failed"),
@@ -274,25 +281,36 @@ def test_unavailable_or_unknown_backend(pt: pytest.Pytester) -> None:
                                                  ("error", "failed"),
                                                  ("unsupported", "skipped")])
 def test_record_status_sets_the_outcome(status: str, outcome: str) -> None:
+    from helpers import record
+
     from bench.pytest_plugin import _check
 
-    rec = {"status": status, "error": "reason given by the backend"}
+    rec = record(0, status=status, error="reason given by the backend")
     exc = pytest.fail.Exception if outcome == "failed" else pytest.skip.Exception
     with pytest.raises(exc, match="reason given by the backend"):
         _check(rec)
 
 
 def test_extra_info_has_roofline_percent_on_a_known_gpu(tmp_path: Path) -> None:
-    from bench.pytest_support import extra_info
+    from helpers import record
 
-    rec = {"backend": "torch", "device": "cuda", "name": "3x3", "case_key": "k",
-           "spec": {"precision": "fp16", "tf32": True}, "check": {"passed": True},
-           "timing": {"mode": "graph", "iters_per_sample": 10, "l2": "warm", "converged": True},
-           "stats": {"median": 0.5, "rse": 0.001, "median_ci_low": 0.49, "median_ci_high": 0.51},
-           "derived": {"flops": 2e11, "bytes_min": 1e8, "intensity": 2000.0},
-           "gpu": {"name": "NVIDIA H100 80GB HBM3", "cc": [9, 0], "uuid": "GPU-x"},
-           "clocks": {"before": None, "after": None}, "throttled": False,
-           "run_dir": str(tmp_path)}
+    from bench.pytest_support import extra_info
+    from bench.record import Check, Clocks, Derived, Stats, TimingFacts
+
+    # built field by field: Stats.of would import scipy inside this module's in-process pytest
+    # runs, which unload it again (numpy.fft cannot be loaded twice in one process)
+    stats = Stats(n=20, min=0.48, median=0.5, mean=0.5, p90=0.51, p95=0.51, p99=0.52,
+                  max=0.52, std=0.01, cov=0.02, rse=0.001, median_ci_low=0.49,
+                  median_ci_high=0.51)
+    rec = record(0, device="cuda", stats=stats,
+                 check=Check(rel_err=1e-4, tol=1e-2, passed=True, images=1),
+                 timing=TimingFacts(mode="graph", iters_per_sample=10, l2="warm",
+                                    converged=True),
+                 derived=Derived(flops=200_000_000_000, bytes_min=100_000_000,
+                                 intensity=2000.0, output_shape=[1, 8, 8, 8]),
+                 gpu={"name": "NVIDIA H100 80GB HBM3", "cc": [9, 0], "uuid": "GPU-x"},
+                 clocks=Clocks(), run_dir=str(tmp_path))
+    rec.spec = rec.spec.model_copy(update={"precision": "fp16", "tf32": True})
     info = extra_info(rec, "s")
     assert info["tflops"] == pytest.approx(2e11 / 0.5e-3 / 1e12)  # 400 TFLOP/s
     assert info["roofline_bound"] == "compute"

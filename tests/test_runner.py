@@ -54,6 +54,7 @@ def test_cpu_sweep_stores_checked_timed_records(tmp_path: Path) -> None:
         assert len(r.samples_ms) >= 3 and all(v > 0 for v in r.samples_ms)
         assert r.stats.median > 0 and r.median_ms == r.stats.median
         assert r.check.passed and r.check.rel_err < r.check.tol
+        assert r.profile_error is None, r.profile_error
     # what the sweep returned is what is on disk
     assert [r.to_json() for r in recs] == [r.to_json() for r in summary.records]
     run = json.loads((summary.run_dir / "run.json").read_text())
@@ -163,34 +164,45 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_records(tmp_path: Path,
 def test_two_concurrent_resumes_one_refused_naming_the_holder_no_duplicates(
         tmp_path: Path, cli_env: dict[str, str]) -> None:
     """Two `convbench run --resume RUN` at once: the second one exits 1 with one line naming
-    the process that holds the run, the first finishes, and no case is stored twice."""
+    the process that holds the run, before it measures or writes anything."""
+    from bench.runner import backend_facts, describe_run
+    from bench.store import RunStore
     from bench.suite import load_suite
 
-    cmd, out = _sweep_cmd(tmp_path, "lock", "kernel = [1, 3, 5]\nbatch = [1, 2]")
+    cmd, out = _sweep_cmd(tmp_path, "lock", "kernel = [1, 3]")
     suite_path = Path(cmd[4])
-    # each case takes >= 0.4 s: the first resume holds the run for a few seconds
-    suite_path.write_text(suite_path.read_text().replace("min_time_s = 0.01",
-                                                         "min_time_s = 0.4"))
-    first = run_suite(make_plan(load_suite(suite_path), out=out, filter="index == 0",
-                                progress=False))
-    run_dir = first.run_dir
-    assert run_dir is not None and len(load_records(run_dir)) == 1
+    # cases far longer than the test: the first resume holds the run until it is interrupted
+    suite_path.write_text(suite_path.read_text().replace("min_time_s = 0.01", "min_time_s = 60")
+                          .replace("max_time_s = 3.0", "max_time_s = 120"))
+    # a run interrupted before its first record, as `convbench run` creates it
+    plan = make_plan(load_suite(suite_path), out=out, progress=False)
+    backends, unavailable = plan.resolve_backends()
+    run_dir = RunStore.create(out, plan.suite.name, describe_run(
+        plan, backend_facts(backends), unavailable, None)).dir
     resume = cmd + ["--resume", str(run_dir)]
     holder = subprocess.Popen(resume, env=cli_env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
-    lock = run_dir / ".lock"
-    deadline = time.time() + 120
-    while time.time() < deadline and f"pid {holder.pid} " not in (
-            lock.read_text() if lock.exists() else ""):
-        assert holder.poll() is None, holder.communicate()
-        time.sleep(0.05)
-    second = subprocess.run(resume, env=cli_env, capture_output=True, text=True, timeout=120)
-    h_out, h_err = holder.communicate(timeout=180)
-    assert holder.returncode == 0, h_err
+    try:
+        lock = run_dir / ".lock"
+        deadline = time.time() + 120
+        while f"pid {holder.pid} " not in (lock.read_text() if lock.exists() else ""):
+            assert holder.poll() is None, holder.communicate()
+            assert time.time() < deadline, "the first resume never took the run's lock"
+            time.sleep(0.05)
+        # paused, the holder keeps its lock and leaves the CPU to the second process
+        holder.send_signal(signal.SIGSTOP)
+        second = subprocess.run(resume, env=cli_env, capture_output=True, text=True,
+                                timeout=120)
+    finally:
+        holder.send_signal(signal.SIGCONT)
+        holder.send_signal(signal.SIGINT)
+        _, h_err = holder.communicate(timeout=120)
     assert second.returncode == 1, second.stderr
     lines = [ln for ln in second.stderr.splitlines() if ln.strip()]
     assert "Traceback" not in second.stderr and len(lines) == 1, second.stderr
     assert lines[0].startswith(f"convbench: error: {run_dir}: is being written by another "
                                f"convbench process (pid {holder.pid} on "), lines[0]
-    keys = [(r.case_key, r.backend) for r in load_records(run_dir)]
-    assert len(keys) == len(set(keys)) == 6
+    assert "results" not in second.stdout  # refused before any case ran
+    assert holder.returncode == 130, h_err  # the holder was still measuring: it held the run
+    keys = [(r.case_key, r.backend) for r in load_records(run_dir)]  # parses, no duplicates
+    assert len(keys) == len(set(keys)) <= 4

@@ -11,7 +11,8 @@ import pytest
 
 from bench.cli import main
 from bench.errors import BenchError, SchemaError
-from bench.runner import RunOptions, run_suite
+from bench.plan import make_plan
+from bench.runner import run_suite
 from bench.scale.merge import merge_runs
 from bench.store import load_layers, load_records, read_run_info
 from bench.suite import parse_suite
@@ -40,7 +41,8 @@ profile_iters = 1
 
 
 def _run(tmp: Path, text: str = SUITE, **kw: object) -> Path:
-    summary = run_suite(parse_suite(text), RunOptions(out=tmp, progress=False, argv=["t"], **kw))
+    summary = run_suite(make_plan(parse_suite(text), out=tmp, progress=False, argv=["t"],
+                                  **kw))  # type: ignore[arg-type]
     assert summary.run_dir is not None
     return summary.run_dir
 
@@ -52,7 +54,7 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 def _keys(run_dir: Path) -> list[tuple[str, str]]:
-    return [(r["case_key"], r["backend"]) for r in load_records(run_dir)]
+    return [(r.case_key, r.backend) for r in load_records(run_dir)]
 
 
 def test_merge_of_shards_is_their_union(shards: list[Path], tmp_path: Path,
@@ -62,8 +64,8 @@ def test_merge_of_shards_is_their_union(shards: list[Path], tmp_path: Path,
     assert "merged 3 record(s) from 2 run(s)" in out and "no record" not in out
     merged = next((tmp_path / "merge").iterdir())
     strip = [r for d in shards for r in load_records(d)]
-    assert sorted(load_records(merged), key=lambda r: r["case_index"]) == \
-        sorted(strip, key=lambda r: r["case_index"])
+    assert sorted((r.to_json() for r in load_records(merged)), key=lambda r: r["case_index"]) \
+        == sorted((r.to_json() for r in strip), key=lambda r: r["case_index"])
     assert len(load_layers(merged)) == sum(len(load_layers(d)) for d in shards)
     info = read_run_info(merged)
     assert info["suite_text"] == SUITE and info["shard"] is None
@@ -94,11 +96,11 @@ def test_merge_refuses_duplicate_cases(shards: list[Path], tmp_path: Path,
 
 
 def test_merge_refuses_mixed_schema_versions(shards: list[Path], tmp_path: Path) -> None:
-    # a shard written by a (future) convbench with schema 2
+    # a shard written by a (future) convbench with schema 3
     newer = tmp_path / "newer"
     shutil.copytree(shards[1], newer)
     info = json.loads((newer / "run.json").read_text())
-    info["schema"] = 2
+    info["schema"] = 3
     (newer / "run.json").write_text(json.dumps(info))
     with pytest.raises(SchemaError, match="mixed schema versions"):
         merge_runs([shards[0], newer], tmp_path / "out")

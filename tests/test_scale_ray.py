@@ -10,11 +10,11 @@ import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from bench.runner import RunOptions
+from bench.plan import RunPlan, make_plan
+from bench.record import Record
 from bench.store import load_records, read_run_info
 from bench.suite import load_suite
 
@@ -39,20 +39,21 @@ def cluster() -> Iterator[None]:
         ray.shutdown()
 
 
-def _opts(out: Path) -> RunOptions:
-    return RunOptions(out=out, progress=False, timing=FAST, argv=["test"])
+def _plan(out: Path) -> RunPlan:
+    return make_plan(load_suite(QUICKSTART), out=out, progress=False, timing=FAST,
+                     argv=["test"])
 
 
-def _keys(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    return [(r["case_key"], r["backend"]) for r in records]
+def _keys(records: list[Record]) -> list[tuple[str, str]]:
+    return [(r.case_key, r.backend) for r in records]
 
 
 def test_two_actors_run_the_quickstart_suite(cluster: None, tmp_path: Path) -> None:
     suite = load_suite(QUICKSTART)
-    summary = run_ray(suite, _opts(tmp_path))
+    summary = run_ray(_plan(tmp_path))
     recs = load_records(summary.run_dir)
     assert sorted(_keys(recs)) == sorted((c.key, "torch") for c in suite.cases)
-    assert all(r["status"] == "ok" for r in recs), [r["error"] for r in recs]
+    assert all(r.status == "ok" for r in recs), [r.error for r in recs]
     session = read_run_info(summary.run_dir)["executors"][0]
     # each actor pinned to its own declared GPU; the driver measured nothing. (On a loaded
     # machine one actor can finish the suite before the other has started, so "at most 2".)
@@ -61,8 +62,8 @@ def test_two_actors_run_the_quickstart_suite(cluster: None, tmp_path: Path) -> N
     assert set(gpus) <= {"0", "1"} and len(set(gpus)) == len(gpus) >= 1
     pids = {w["pid"] for w in session["workers"]}
     assert os.getpid() not in pids
-    assert {r["worker"]["pid"] for r in recs} <= pids
-    assert {r["worker"]["executor"] for r in recs} == {"ray"}
+    assert {r.worker["pid"] for r in recs} <= pids
+    assert {r.worker["executor"] for r in recs} == {"ray"}
 
 
 def test_a_killed_actor_loses_nothing_and_its_case_is_retried(cluster: None,
@@ -70,23 +71,23 @@ def test_a_killed_actor_loses_nothing_and_its_case_is_retried(cluster: None,
     suite = load_suite(QUICKSTART)
     killed: list[int] = []
 
-    def kill_first_actor(rec: dict[str, Any]) -> None:
+    def kill_first_actor(rec: Record) -> None:
         if not killed:  # its next case is already out: the actor dies mid-case
-            killed.append(rec["worker"]["pid"])
-            os.kill(rec["worker"]["pid"], signal.SIGKILL)
+            killed.append(rec.worker["pid"])
+            os.kill(rec.worker["pid"], signal.SIGKILL)
 
-    summary = run_ray(suite, _opts(tmp_path), on_record=kill_first_actor)
+    summary = run_ray(_plan(tmp_path), on_record=kill_first_actor)
     recs = load_records(summary.run_dir)
     keys = _keys(recs)
     assert len(keys) == len(set(keys)) == len(suite.cases)
-    assert all(r["status"] == "ok" for r in recs)
+    assert all(r.status == "ok" for r in recs)
     crashes = read_run_info(summary.run_dir)["executors"][0]["crashes"]
     assert crashes and f"pid {killed[0]}" in crashes[0]["how"]
-    retried = [r for r in recs if r["worker"]["attempt"] == 2]
+    retried = [r for r in recs if r.worker["attempt"] == 2]
     assert _keys(retried) == [(crashes[0]["case_key"], crashes[0]["backend"])]
     # retried on the other actor, which holds the other GPU
     first = next(w for w in read_run_info(summary.run_dir)["executors"][0]["workers"]
                  if w["pid"] == killed[0])
-    assert retried[0]["worker"]["pid"] != killed[0]
-    assert retried[0]["worker"]["gpu_index"] != first["gpu_index"]
+    assert retried[0].worker["pid"] != killed[0]
+    assert retried[0].worker["gpu_index"] != first["gpu_index"]
 

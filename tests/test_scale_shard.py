@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.errors import SuiteError
-from bench.runner import select_cases
+from bench.plan import select_cases
 from bench.suite import load_suite
 
 SUITES = sorted((Path(__file__).resolve().parents[1] / "suites").glob("*.toml"))

@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from helpers import record
 
 from bench.errors import BenchError, SchemaError

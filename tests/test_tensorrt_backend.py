@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.backends.base import BuildContext
 from bench.backends.registry import get_backend
 from bench.backends.tensorrt import (
     EngineCache,
@@ -48,7 +49,7 @@ def _build_info(spec: ConvSpec, cache_dir: Path | None = None):
     still happens and NoSupportedGpu carries its BuildInfo."""
     b = _backend()
     try:
-        engine = b.build(spec, make_data(spec), cache_dir)
+        engine = b.build(spec, make_data(spec), BuildContext(cache_dir=cache_dir))
     except NoSupportedGpu as e:
         assert "no supported GPU" in str(e)
         return e.build_info, None
@@ -190,7 +191,7 @@ def test_different_weights_or_spec_miss_the_cache(tmp_path: Path) -> None:
     other = make_data(spec, seed=7)
     for d in (data, other):
         try:  # on a GPU TensorRT-RTX does not run (Hopper), the build still lands in the cache
-            b.build(spec, d, tmp_path).close()
+            b.build(spec, d, BuildContext(cache_dir=tmp_path)).close()
         except NoSupportedGpu:
             pass
     assert len(list(tmp_path.rglob("*.plan"))) == 2  # keyed by the weights too
@@ -255,7 +256,7 @@ def test_cache_key_fields_change_with_target_and_version() -> None:
 def test_no_gpu_gives_unsupported_after_the_build(tmp_path: Path) -> None:
     spec = ConvSpec(**SMALL)
     with pytest.raises(UnsupportedCase, match="no supported GPU") as err:
-        _backend().build(spec, make_data(spec), tmp_path)
+        _backend().build(spec, make_data(spec), BuildContext(cache_dir=tmp_path))
     info = err.value.build_info
     assert info.plan_bytes > 0 and info.build_s > 0 and info.extra["target"] == "portable"
 

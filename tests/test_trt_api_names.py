@@ -102,6 +102,7 @@ NOT_TRT = {
     "Device", "alloc", "ptr", "upload", "download", "stream", "sync", "close", "free",
     "handle", "encode", "lower", "__name__", "__init__", "__members__", "__version__",
     "model_fields",
+    "cache_dir", "device_index",  # bench.backends.base.BuildContext
 }
 
 

@@ -232,6 +232,8 @@ def _flag_lines(df: pd.DataFrame) -> list[str]:
     col = df["flag_reasons"] if "flag_reasons" in df else pd.Series([""] * len(df))
     for r, reasons in zip(df.itertuples(), col):
         why = [reasons] if isinstance(reasons, str) and reasons else []
+        if why and r.throttled and pd.notna(r.sm_clock_mhz) and "MHz" not in why[0]:
+            why.append(f"SM clock {r.sm_clock_mhz:g} MHz")  # the flag's reason may not say
         if not why and r.throttled:
             clk = f" (SM clock {r.sm_clock_mhz:g} MHz)" if pd.notna(r.sm_clock_mhz) else ""
             why.append(f"GPU clocks were throttled{clk}")

@@ -7,7 +7,8 @@ a failed check, a throttled and a noisy result. The numbers follow a simple late
 layers around C=3 at fp16, workspace below 64 MiB slower) with seeded noise, so the findings
 the report should state are known. run.json says ``"synthetic": true``.
 
-Regenerate with: python tests/data/make_synthetic_run.py
+Regenerate with: python tests/data/make_synthetic_run.py (it writes schema 1, like the committed
+quickstart runs, and checks that every line loads as a schema-2 ``bench.record.Record``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,18 @@ def latency(spec: ConvSpec, backend: str) -> tuple[float, float]:
     return t + reformat, reformat
 
 
+def _schema_1_spec(spec: ConvSpec) -> dict:
+    """The spec as schema 1 stored it: fields added since (``KEY_OPTIONAL``) left out at their
+    default, so the script still writes the committed files byte for byte."""
+    from bench.spec import KEY_OPTIONAL
+
+    d = spec.model_dump(mode="json")
+    for name in KEY_OPTIONAL:
+        if d.get(name) == ConvSpec.model_fields[name].default:
+            d.pop(name)
+    return d
+
+
 def main() -> None:
     rng = np.random.default_rng(20260101)
     cases: list[tuple[ConvSpec, list[str]]] = []
@@ -82,7 +95,7 @@ def main() -> None:
         for backend in backends:
             rec = {"schema": 1, "case_index": index, "case_key": spec.key, "label": "",
                    "name": spec.short_name(), "backend": backend,
-                   "spec": spec.model_dump(mode="json"),
+                   "spec": _schema_1_spec(spec),
                    "derived": {"flops": spec.flops, "bytes_min": spec.bytes_min,
                                "intensity": spec.intensity,
                                "output_shape": list(spec.output_shape)},
@@ -139,6 +152,14 @@ def main() -> None:
                                "layers": [{**layer, "median_ms": round(layer["median_ms"], 7),
                                            "share": layer["median_ms"] / total, "calls": 1,
                                            "extra": {}} for layer in layers]})
+    # the files are schema 1 (as convbench wrote them before typed records): every line must
+    # still load through the schema upgrade and validate as a bench.record.Record / LayerRow
+    from bench.record import parse_layer_row, parse_record
+
+    for n, r in enumerate(recs, 1):
+        parse_record(r, f"records.jsonl:{n}")
+    for n, r in enumerate(layer_rows, 1):
+        parse_layer_row(r, f"layers.jsonl:{n}")
     with open(OUT / "records.jsonl", "w") as f:
         for r in recs:
             f.write(json.dumps(r, separators=(",", ":")) + "\n")

@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from bench.runner import RunOptions, run_suite
+from bench.plan import make_plan
+from bench.record import Record
+from bench.runner import run_suite
 from bench.store import load_records
 from bench.suite import parse_suite
 
@@ -69,8 +71,8 @@ def torch_cuda() -> Any:
     return torch
 
 
-def _by_label(run_dir: Path) -> dict[str, dict[str, Any]]:
-    return {r["label"]: r for r in load_records(run_dir)}
+def _by_label(run_dir: Path) -> dict[str, Record]:
+    return {r.label: r for r in load_records(run_dir)}
 
 
 def test_oom_and_a_backend_error_are_failed_records_and_later_cases_still_measure(
@@ -78,10 +80,10 @@ def test_oom_and_a_backend_error_are_failed_records_and_later_cases_still_measur
     from bench.backends import torch as tb
 
     # the clean run first, so the faulty run cannot have warmed anything for it
-    clean = run_suite(parse_suite(_suite("clean", GOOD)),
-                      RunOptions(out=tmp_path / "clean", progress=False))
+    clean = run_suite(make_plan(parse_suite(_suite("clean", GOOD)), out=tmp_path / "clean",
+                                progress=False))
     clean_recs = _by_label(clean.run_dir)
-    assert all(r["status"] == "ok" for r in clean_recs.values()), clean_recs
+    assert all(r.status == "ok" for r in clean_recs.values()), clean_recs
 
     # fault injection: the 3rd graph replay or the 3rd enqueue of BROKEN fails, whichever
     # comes first: the build runs one enqueue and the check another, so both land after the
@@ -110,27 +112,28 @@ def test_oom_and_a_backend_error_are_failed_records_and_later_cases_still_measur
     monkeypatch.setattr(tb.TorchEngine, "_enqueue_impl", enqueue)
 
     order = [GOOD[0], OOM, GOOD[1], BROKEN, GOOD[2], GOOD[3]]
-    faulty = run_suite(parse_suite(_suite("faulty", order)),
-                       RunOptions(out=tmp_path / "faulty", progress=False))
+    faulty = run_suite(make_plan(parse_suite(_suite("faulty", order)), out=tmp_path / "faulty",
+                                 progress=False))
     recs = _by_label(faulty.run_dir)
     assert list(recs) == [c["label"] for c in order], "the sweep stopped early"
 
     oom = recs["oom"]
-    assert oom["status"] == "error", oom
-    assert "out of memory" in oom["error"].lower(), oom["error"]
+    assert oom.status == "error", oom
+    assert "out of memory" in oom.error.lower(), oom.error
     broken = recs["broken-mid-case"]
-    assert broken["status"] == "error" and "injected fault" in broken["error"], broken
-    assert broken.get("check", {}).get("passed"), "the fault was meant to hit after the check"
+    assert broken.status == "error" and "injected fault" in broken.error, broken
+    assert broken.check is not None and broken.check.passed, \
+        "the fault was meant to hit after the check"
 
     for c in GOOD:
         label = c["label"]
         r, ref = recs[label], clean_recs[label]
-        assert r["status"] == "ok", (label, r.get("error"))
-        assert r["check"]["passed"], (label, r["check"])
-        ratio = r["stats"]["median"] / ref["stats"]["median"]
+        assert r.status == "ok", (label, r.error)
+        assert r.check.passed, (label, r.check)
+        ratio = r.stats.median / ref.stats.median
         # loose: the same GPU, minutes apart; a leaked allocation or a poisoned context would
         # show up as a failure or a large factor, not as a few percent
-        assert 0.67 < ratio < 1.5, (label, r["stats"]["median"], ref["stats"]["median"])
+        assert 0.67 < ratio < 1.5, (label, r.stats.median, ref.stats.median)
 
     free, total = torch_cuda.cuda.mem_get_info()
     assert free > 0.5 * total, "device memory was not given back after the failed cases"
@@ -142,8 +145,8 @@ def test_after_an_oom_the_same_process_can_run_a_big_case(torch_cuda: Any,
     next large (but fitting) allocation: run OOM, then a ~4 GB case."""
     big_ok = {"label": "big-ok", "batch": 64, "in_channels": 64, "out_channels": 64,
               "height": 224, "width": 224, "kernel": 3, "padding": 1, "precision": "fp16"}
-    summary = run_suite(parse_suite(_suite("oom-then-big", [OOM, big_ok])),
-                        RunOptions(out=tmp_path, progress=False))
+    summary = run_suite(make_plan(parse_suite(_suite("oom-then-big", [OOM, big_ok])),
+                                  out=tmp_path, progress=False))
     recs = _by_label(summary.run_dir)
-    assert recs["oom"]["status"] == "error"
-    assert recs["big-ok"]["status"] == "ok", recs["big-ok"].get("error")
+    assert recs["oom"].status == "error"
+    assert recs["big-ok"].status == "ok", recs["big-ok"].error
