@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from bench.errors import SuiteError
 
@@ -29,7 +29,13 @@ DEFAULT_MAX_CASES = 10_000
 
 
 class TimingConfig(BaseModel):
-    """``[timing]``: how cases are measured (CLI flags override)."""
+    """``[timing]``: how cases are measured (CLI flags override).
+
+    ``criterion`` picks the stopping rule (``bench.timing``): ``rse`` reads ``target_rse``,
+    ``min_samples``, ``min_time_s``; ``stdrel`` reads ``max_noise``, ``min_samples``,
+    ``min_time_s``; ``fixed`` reads ``fixed_samples``, ``fixed_time_s``. ``warmup_s`` and the
+    ``max_time_s`` limit apply to all.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -45,13 +51,30 @@ class TimingConfig(BaseModel):
     #: autotuner and TensorRT's tactic timing choose per process / build); the timing budget
     #: (warmup, min and max time, profile iterations) is shared between the passes
     repeats: int = Field(1, ge=1, le=100)
+    criterion: Literal["rse", "stdrel", "fixed"] = "rse"
+    max_noise: float = Field(0.005, gt=0, allow_inf_nan=False)  # nvbench's stdrel default
+    fixed_time_s: float = Field(3.0, ge=0, allow_inf_nan=False)  # trtexec --duration default
+    fixed_samples: int = Field(10, ge=1)  # trtexec --iterations default
+
+    @field_validator("fixed_time_s")
+    @classmethod
+    def _fixed_within_max_time(cls, v: float, info: ValidationInfo) -> float:
+        # a fixed duration past the time limit could never finish; say so instead of
+        # flagging every case as not converged (criterion and max_time_s come first)
+        limit = info.data.get("max_time_s")
+        if info.data.get("criterion") == "fixed" and limit is not None and v > limit:
+            raise ValueError(f"{v:g} s is longer than max_time_s ({limit:g} s); lower "
+                             "fixed_time_s or raise max_time_s")
+        return v
 
     def settings(self) -> TimingSettings:
         # a --max-time-s below min_time_s caps the minimum too: else no case could converge
         return TimingSettings(warmup_s=self.warmup_s, min_samples=self.min_samples,
                               min_time_s=min(self.min_time_s, self.max_time_s),
                               max_time_s=self.max_time_s,
-                              target_rse=self.target_rse)
+                              target_rse=self.target_rse, criterion=self.criterion,
+                              max_noise=self.max_noise, fixed_time_s=self.fixed_time_s,
+                              fixed_samples=self.fixed_samples)
 
 
 class SuiteFile(BaseModel):
