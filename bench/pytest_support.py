@@ -14,7 +14,6 @@ from typing import Any
 
 from bench.backends.base import Backend
 from bench.backends.registry import get_backend
-from bench.errors import BenchError
 from bench.runner import GpuSession, describe_run, measure_case
 from bench.store import RunStore, new_run_id
 from bench.suite import Case, Suite, TimingConfig
@@ -24,17 +23,11 @@ FIXTURE_SUITE = "pytest"
 
 
 def effective_timing(base: TimingConfig, overrides: dict[str, Any]) -> TimingConfig:
-    """The suite's ``[timing]`` with the command line's overrides, validated like the CLI's."""
-    if not overrides:
-        return base
-    from pydantic import ValidationError
+    """The suite's ``[timing]`` with the command line's overrides, validated by the CLI's
+    function (errors name the ``--convbench-*`` option)."""
+    from bench.commands.common_args import effective_timing as _effective
 
-    try:
-        return TimingConfig.model_validate({**base.model_dump(), **overrides})
-    except ValidationError as e:
-        err = e.errors()[0]
-        raise BenchError(f"--convbench-{str(err['loc'][0]).replace('_', '-')}: "
-                         f"{err['msg']}") from None
+    return _effective(base, overrides, prefix="convbench-")
 
 
 @dataclass
