@@ -11,9 +11,10 @@ GPU-timed numbers. A failed check or build fails the test; an unsupported case i
 its reason. Hand-written tests use the ``conv_benchmark`` fixture.
 
 The plugin loads in every pytest run once convbench is installed, so it does nothing unless a
-suite file is collected or ``conv_benchmark`` is used: this module imports nothing heavy, and a
-``.toml`` file is collected only when named on the command line (never found by directory
-recursion, so ``pyproject.toml`` is left alone).
+suite file is collected or ``conv_benchmark`` is used: this module imports nothing heavy (only
+``pytest_addoption`` reads ``bench.suite.TimingConfig``, which brings pydantic and numpy, to
+generate the ``--convbench-<timing>`` options), and a ``.toml`` file is collected only when named
+on the command line (never found by directory recursion, so ``pyproject.toml`` is left alone).
 
 PYTEST_DONT_REWRITE: no asserts here; the module may be imported before pytest loads it.
 """
