@@ -21,7 +21,6 @@ per-layer medians of the separate profiling run (``count`` = profiled iterations
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from pathlib import Path
@@ -127,23 +126,3 @@ def export_trtexec(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
             p.write_text(json.dumps(trtexec_profile(lay, count), indent=1) + "\n")
             written.append(p)
     return written
-
-
-# --- CLI ----------------------------------------------------------------------------------------
-def register(sub: Any) -> None:
-    p = sub.add_parser("export", help="results as CSV/Parquet tables and trtexec-style JSON")
-    p.add_argument("run_dir", type=Path)
-    p.add_argument("--format", choices=FORMATS, default="csv", help="table format (csv)")
-    p.add_argument("--out", type=Path, help="output folder (default RUN_DIR/export)")
-    p.add_argument("--trtexec", action="store_true",
-                   help="also write per-case trtexec --exportTimes / --exportProfile JSON")
-    p.set_defaults(func=cmd_export)
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    out = args.out or (args.run_dir / "export")
-    paths = export_tables(args.run_dir, out, args.format)
-    if args.trtexec:
-        paths += export_trtexec(args.run_dir, out / "trtexec")
-    print(f"wrote {len(paths)} file(s) under {out}")
-    return 0
