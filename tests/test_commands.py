@@ -252,9 +252,13 @@ def test_compare_shows_a_label_that_looks_like_markup(tmp_path: Path,
 def test_run_summary_shows_a_label_that_looks_like_markup(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from bench.commands._output import console, print_summary
+    from bench.runner import new_record
+    from bench.spec import ConvSpec
+    from bench.suite import Case
 
-    rec = {"name": "stem[/x][red]", "backend": "torch", "status": "error",
-           "error": "boom [/] \x1b[31m", "stats": None, "check": None}
+    case = Case(index=0, spec=ConvSpec(in_channels=8, out_channels=8, height=8, width=8),
+                label="stem[/x][red]")
+    rec = new_record(case, "torch", "cpu", None, status="error", error="boom [/] \x1b[31m")
     print_summary(console(), [rec])
     out = capsys.readouterr().out
     assert "stem[/x][red]" in out and "boom [/] \\x1b[31m" in out and "\x1b" not in out
