@@ -60,6 +60,11 @@ def has_strong_typing(trt: ModuleType, flavour: Flavour) -> bool:
     return flavour.rtx or major_version(trt) >= 10
 
 
+def has_pointer_weights(trt: ModuleType, flavour: Flavour) -> bool:
+    """``Weights(type, ptr, count)``: TensorRT 10.0+ and TensorRT-RTX (see network.weights)."""
+    return flavour.rtx or major_version(trt) >= 10
+
+
 def make_logger(trt: ModuleType) -> Any:
     """An ILogger keeping warnings and errors, so a failed build says why."""
 

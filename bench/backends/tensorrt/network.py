@@ -22,7 +22,12 @@ from typing import Any
 import numpy as np
 
 from bench.backends.base import ConvData
-from bench.backends.tensorrt.flavour import Flavour, has_strong_typing, major_version
+from bench.backends.tensorrt.flavour import (
+    Flavour,
+    has_pointer_weights,
+    has_strong_typing,
+    major_version,
+)
 from bench.errors import BuildFailed
 from bench.precision import PRECISIONS, encode
 from bench.spec import ConvSpec
@@ -37,11 +42,19 @@ def trt_dtype(trt: ModuleType, precision: str) -> Any:
     return getattr(trt.DataType, PRECISIONS[precision].tensorrt)
 
 
-def weights(trt: ModuleType, host: np.ndarray, precision: str, keep: list[np.ndarray]) -> Any:
+def weights(trt: ModuleType, flavour: Flavour, host: np.ndarray, precision: str,
+            keep: list[np.ndarray]) -> Any:
     """TensorRT Weights of ``precision`` over a host copy that ``keep`` holds alive: TensorRT
-    reads the pointer only when the engine is built (bf16 goes in as its 16-bit patterns)."""
+    reads the pointer only when the engine is built (bf16 goes in as its 16-bit patterns).
+
+    ``Weights(type, ptr, count)`` exists from TensorRT 10.0 (v10.0.1
+    python/src/infer/pyFoundationalTypes.cpp l. 215) and in TensorRT-RTX; 8.x has only
+    ``Weights(type)`` and ``Weights(numpy array)`` (release/8.6, same file, l. 204-207), which
+    takes the dtype from the array (float32, float16 — 8.x has no bf16)."""
     raw = np.ascontiguousarray(encode(host, precision))
     keep.append(raw)
+    if not has_pointer_weights(trt, flavour):
+        return trt.Weights(raw)
     return trt.Weights(trt_dtype(trt, precision), raw.ctypes.data, raw.size)
 
 
@@ -64,7 +77,7 @@ def define_network(trt: ModuleType, flavour: Flavour, network: Any, spec: ConvSp
     """Fill ``network`` for ``spec`` with the weights of ``data``. Returns the output tensor."""
     io = spec.io_precision
     x = network.add_input(INPUT, trt_dtype(trt, io), spec.input_shape)
-    bias = (weights(trt, data.b, io, keep) if data.b is not None
+    bias = (weights(trt, flavour, data.b, io, keep) if data.b is not None
             else trt.Weights(trt_dtype(trt, io)))
     if spec.quantized:
         x, kernel = _quantized_operands(trt, flavour, network, spec, data, x, keep)
@@ -74,7 +87,7 @@ def define_network(trt: ModuleType, flavour: Flavour, network: Any, spec: ConvSp
             conv.set_input(1, kernel)
     else:
         conv = network.add_convolution_nd(x, spec.out_channels, spec.kernel,
-                                          weights(trt, data.w, io, keep), bias)
+                                          weights(trt, flavour, data.w, io, keep), bias)
     if conv is None:
         raise BuildFailed(f"add_convolution_nd refused {spec.short_name()}")
     conv.stride_nd = spec.stride
@@ -100,19 +113,19 @@ def _quantized_operands(trt: ModuleType, flavour: Flavour, network: Any, spec: C
         raise BuildFailed(f"{spec.precision} case without quantization scales "
                           "(make the data with bench.reference.make_data)")
     io = spec.io_precision
-    sx = _constant(trt, network, np.float32(data.scales.input).reshape(()), io, keep,
+    sx = _constant(trt, flavour, network, np.float32(data.scales.input).reshape(()), io, keep,
                    "input_scale")
-    sw = _constant(trt, network, np.asarray(data.scales.weights, np.float32), io, keep,
-                   "weight_scales")
-    w = _constant(trt, network, data.w, io, keep, "weights")
+    sw = _constant(trt, flavour, network, np.asarray(data.scales.weights, np.float32), io,
+                   keep, "weight_scales")
+    w = _constant(trt, flavour, network, data.w, io, keep, "weights")
     typed = has_strong_typing(trt, flavour)
     return (_qdq(trt, network, spec, x, sx, "input", None, typed),
             _qdq(trt, network, spec, w, sw, "weights", 0, typed))
 
 
-def _constant(trt: ModuleType, network: Any, host: np.ndarray, precision: str,
-              keep: list[np.ndarray], name: str) -> Any:
-    layer = network.add_constant(tuple(host.shape), weights(trt, host, precision, keep))
+def _constant(trt: ModuleType, flavour: Flavour, network: Any, host: np.ndarray,
+              precision: str, keep: list[np.ndarray], name: str) -> Any:
+    layer = network.add_constant(tuple(host.shape), weights(trt, flavour, host, precision, keep))
     layer.name = name
     return layer.get_output(0)
 
