@@ -83,7 +83,7 @@ def test_workspace_strings() -> None:
     (dict(kernel=2, padding="same"), "odd effective kernel"),
     (dict(opt_level=7), "opt_level"),
     (dict(precision="fp4"), "precision"),
-    (dict(precision="fp16", out_precision="fp16"), "out_precision applies to strongly typed"),
+    (dict(precision="fp16", out_precision="bf16"), "out_precision applies to strongly typed"),
     (dict(precision="int8", typing="weak", out_precision="fp16"), "out_precision applies"),
     (dict(typing="loose"), "typing"),
     (dict(kernal=3), "kernal"),

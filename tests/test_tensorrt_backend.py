@@ -266,7 +266,7 @@ def test_no_gpu_gives_unsupported_after_the_build(tmp_path: Path) -> None:
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16", "int8", "fp8"])
 def test_gpu_run_matches_reference_or_is_unsupported(precision: str) -> None:
     """On a GPU: TensorRT-RTX runs the conv and matches the reference, or (Hopper...) the case
     is 'unsupported' with the build recorded. Uses full TensorRT when installed."""
@@ -282,6 +282,8 @@ def test_gpu_run_matches_reference_or_is_unsupported(precision: str) -> None:
     except NoSupportedGpu as e:
         assert e.build_info.plan_bytes > 0
         pytest.skip(f"built, not run: {e}")
+    except UnsupportedCase as e:  # fp8 before sm_89, bf16 before sm_80: refused, not built
+        pytest.skip(f"refused: {e}")
     stream = cuda.Device(0).stream()
     try:
         with engine:
@@ -292,6 +294,9 @@ def test_gpu_run_matches_reference_or_is_unsupported(precision: str) -> None:
             layers = engine.layer_profile(stream, 5)
             assert layers and sum(t.share for t in layers) == pytest.approx(1.0)
             assert engine.info.extra.get("inspector_schema") in ("10.x", "11.x", "unknown")
+            if "tactics" in engine.info.extra:
+                assert [t["layer"] for t in engine.info.extra["tactics"]] == \
+                    [layer["name"] for layer in engine.info.layers]
     finally:
         stream.close()
     assert np.isfinite(out).all()
