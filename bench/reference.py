@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from bench.backends.base import ConvData
-from bench.precision import round_to
+from bench.backends.base import ConvData, QuantScales
+from bench.precision import fake_quantize, round_to, scale_for
 from bench.spec import ConvSpec
 
 #: the reference checks at most this many multiply-adds (a prefix of the batch), so a check
@@ -17,7 +17,10 @@ REFERENCE_MACS = 2e8
 def make_data(spec: ConvSpec, seed: int | None = None) -> ConvData:
     """Random input, weights and bias, rounded to the case's precision. Never zeros.
 
-    Weights are scaled by 1/sqrt(fan-in) so outputs stay O(1) in every precision.
+    Weights are scaled by 1/sqrt(fan-in) so outputs stay O(1) in every precision. For int8 and
+    fp8 the input and weights are put on the quantization grid with max-abs scales (one for the
+    input, one per output channel for the weights), the values a Q → DQ pair yields; the bias
+    is rounded to ``io_precision``.
     """
     rng = np.random.default_rng(int(spec.key, 16) if seed is None else seed)
     fan_in = (spec.in_channels // spec.groups) * spec.kernel[0] * spec.kernel[1]
@@ -25,6 +28,12 @@ def make_data(spec: ConvSpec, seed: int | None = None) -> ConvData:
     w = rng.standard_normal(spec.weight_shape, dtype=np.float32) / np.float32(np.sqrt(fan_in))
     b = rng.standard_normal(spec.out_channels, dtype=np.float32) if spec.bias else None
     p = spec.precision
+    if spec.quantized:
+        sx, sw = scale_for(x, p), scale_for(w, p, axis=0)
+        io = spec.io_precision
+        return ConvData(x=fake_quantize(x, sx, p), w=fake_quantize(w, sw, p, axis=0),
+                        b=None if b is None else round_to(b, io),
+                        scales=QuantScales(input=float(sx), weights=sw))
     return ConvData(x=round_to(x, p), w=round_to(w, p), b=None if b is None else round_to(b, p))
 
 

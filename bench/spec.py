@@ -13,7 +13,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-Precision = Literal["fp32", "fp16", "bf16"]
+from bench.precision import PRECISIONS
+
+#: every name in ``bench.precision.PRECISIONS`` (tests/test_spec.py checks they agree)
+Precision = Literal["fp32", "fp16", "bf16", "int8", "fp8"]
+#: precision of the tensors entering and leaving a network (``bench.precision.IO_PRECISIONS``)
+IoPrecision = Literal["fp32", "fp16", "bf16"]
+#: TensorRT network typing: ``strong`` (the tensor types are the precision: TensorRT 10's
+#: STRONGLY_TYPED, the only kind 11.x and TensorRT-RTX build) or ``weak`` (an fp32 network
+#: whose layers TensorRT may run in ``precision`` under BuilderFlag FP16/BF16/INT8/FP8, as
+#: ``trtexec --fp16`` on TensorRT 8.x and 10.x)
+Typing = Literal["strong", "weak"]
 Activation = Literal["none", "relu"]
 #: how a library picks its kernel at build time: ``autotune`` times candidates and keeps the
 #: fastest (cuDNN's ``benchmark`` mode, the cuDNN frontend's plan search), ``heuristic`` takes
@@ -23,7 +33,6 @@ Algo = Literal["autotune", "heuristic"]
 #: ``fresh`` reads neither, so every build times its tactics again
 TimingCache = Literal["reuse", "fresh"]
 
-BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "bf16": 2}
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
 _UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
@@ -77,6 +86,10 @@ class ConvSpec(BaseModel):
     tf32: bool = True
     algo: Algo = "autotune"
     timing_cache: TimingCache = "reuse"
+    #: int8/fp8: precision of the input and output tensors (None: fp32); a floating-point
+    #: precision takes only itself here (and drops it: the same case)
+    out_precision: IoPrecision | None = None
+    typing: Typing = "strong"
 
     @field_validator("kernel", "stride", "dilation", mode="before")
     @classmethod
@@ -91,6 +104,12 @@ class ConvSpec(BaseModel):
         data = dict(data)
         if isinstance(data.get("workspace"), str):
             data["workspace"] = parse_bytes(data["workspace"])
+        prec = data.get("precision", "fp32")
+        if data.get("out_precision") is not None and data["out_precision"] == prec and \
+                data.get("typing", "strong") == "strong":
+            # fp16 with out_precision fp16 is plain fp16 (suites zip precision with
+            # out_precision; TOML has no null): same case, same key
+            data.pop("out_precision")
         pad = data.get("padding", 0)
         if pad == "same":
             kr, ks = _pair(data.get("kernel", (3, 3)), "kernel")
@@ -132,9 +151,29 @@ class ConvSpec(BaseModel):
             raise ValueError(f"workspace must not be negative, got {self.workspace}")
         if self.opt_level is not None and not 0 <= self.opt_level <= 5:
             raise ValueError(f"opt_level must be between 0 and 5, got {self.opt_level}")
+        if self.out_precision is not None and (not self.quantized or self.typing == "weak"):
+            raise ValueError("out_precision applies to strongly typed int8 and fp8 cases only "
+                             f"(this case: precision {self.precision!r}, typing "
+                             f"{self.typing!r}); their input and output are fp32 otherwise")
         return self
 
     # --- derived -----------------------------------------------------------------------------
+    @property
+    def quantized(self) -> bool:
+        """int8 or fp8: the network quantizes its input and weights (Q/DQ)."""
+        return PRECISIONS[self.precision].quantized
+
+    @property
+    def io_precision(self) -> str:
+        """Precision of the network's input and output tensors: ``precision`` itself for a
+        strongly typed fp32/fp16/bf16 case, ``out_precision`` (default fp32) for int8/fp8, and
+        fp32 for weakly typed networks (TensorRT picks the layer precision)."""
+        if self.typing == "weak":
+            return "fp32"
+        if self.quantized:
+            return self.out_precision or "fp32"
+        return self.precision
+
     @property
     def out_height(self) -> int:
         return (self.height + 2 * self.padding[0] - self.dilation[0] * (self.kernel[0] - 1)
@@ -166,10 +205,12 @@ class ConvSpec(BaseModel):
 
     @property
     def bytes_min(self) -> int:
-        """Input, weights, bias and output each moved once, at the case's precision."""
-        elems = (_prod(self.input_shape) + _prod(self.weight_shape)
-                 + (self.out_channels if self.bias else 0) + _prod(self.output_shape))
-        return elems * BYTES_PER_ELEMENT[self.precision]
+        """Input, weights, bias and output each moved once: weights at the case's precision,
+        the rest at ``io_precision`` (they are the same except for int8/fp8 and weak typing)."""
+        io = (_prod(self.input_shape) + (self.out_channels if self.bias else 0)
+              + _prod(self.output_shape))
+        return (io * PRECISIONS[self.io_precision].bytes
+                + _prod(self.weight_shape) * PRECISIONS[self.precision].bytes)
 
     @property
     def intensity(self) -> float:
@@ -209,12 +250,16 @@ class ConvSpec(BaseModel):
             parts.append(self.algo)
         if self.timing_cache != "reuse":
             parts.append(f"tc-{self.timing_cache}")
+        if self.out_precision is not None:
+            parts.append(f"out-{self.out_precision}")
+        if self.typing != "strong":
+            parts.append(self.typing)
         return "-".join(parts)
 
 
 #: fields added after results were first stored: left out of ``key`` while at their default,
 #: so a case's key (resume, compare, caches) is the same as in older runs
-KEY_OPTIONAL = ("algo", "timing_cache")
+KEY_OPTIONAL = ("algo", "timing_cache", "out_precision", "typing")
 
 
 def _prod(shape: tuple[int, ...]) -> int:

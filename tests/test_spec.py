@@ -82,7 +82,10 @@ def test_workspace_strings() -> None:
     (dict(padding=-1), "padding must not be negative"),
     (dict(kernel=2, padding="same"), "odd effective kernel"),
     (dict(opt_level=7), "opt_level"),
-    (dict(precision="fp8"), "precision"),
+    (dict(precision="fp4"), "precision"),
+    (dict(precision="fp16", out_precision="bf16"), "out_precision applies to strongly typed"),
+    (dict(precision="int8", typing="weak", out_precision="fp16"), "out_precision applies"),
+    (dict(typing="loose"), "typing"),
     (dict(kernal=3), "kernal"),
 ])
 def test_impossible_convs_are_rejected(fields: dict, needle: str) -> None:
@@ -95,3 +98,42 @@ def test_short_name() -> None:
     s = ConvSpec(batch=8, in_channels=64, out_channels=64, height=56, width=56, padding=1,
                  precision="fp16")
     assert s.short_name() == "fp16-n8-c64-k64-56x56-r3-s1-p1"
+
+
+def test_precision_names_agree_with_the_registry() -> None:
+    from typing import get_args
+
+    from bench.precision import IO_PRECISIONS, PRECISIONS
+    from bench.spec import IoPrecision, Precision
+
+    assert get_args(Precision) == tuple(PRECISIONS)
+    assert get_args(IoPrecision) == IO_PRECISIONS
+
+
+def test_quantized_and_weak_cases_move_io_bytes_at_io_precision() -> None:
+    fields = dict(in_channels=64, out_channels=256, height=56, width=56, kernel=1, bias=False)
+    io_elems, w_elems = 200_704 + 802_816, 16_384
+    int8 = ConvSpec(**fields, precision="int8")
+    assert int8.quantized and int8.io_precision == "fp32"
+    assert int8.bytes_min == io_elems * 4 + w_elems * 1
+    int8_h = ConvSpec(**fields, precision="int8", out_precision="fp16")
+    assert int8_h.io_precision == "fp16" and int8_h.bytes_min == io_elems * 2 + w_elems
+    weak = ConvSpec(**fields, precision="fp16", typing="weak")
+    assert weak.io_precision == "fp32" and weak.bytes_min == io_elems * 4 + w_elems * 2
+    assert ConvSpec(**fields, precision="fp16").io_precision == "fp16"
+
+
+def test_new_fields_stay_out_of_the_key_at_their_defaults() -> None:
+    base = dict(in_channels=8, out_channels=8, height=8, width=8)
+    a = ConvSpec(**base, typing="strong", out_precision=None)
+    assert a.key == "3bb1f81715722010"  # as before the fields existed
+    keys = {ConvSpec(**base, **kw).key for kw in (
+        {}, dict(typing="weak"), dict(precision="int8"), dict(precision="int8",
+                                                              out_precision="fp16"))}
+    assert len(keys) == 4
+    assert ConvSpec(**base, precision="int8", out_precision="bf16").short_name() == \
+        "int8-n1-c8-k8-8x8-r3-s1-p0-out-bf16"
+    assert ConvSpec(**base, precision="fp16", typing="weak").short_name().endswith("-weak")
+    # a floating-point precision's out_precision is itself: the same case
+    assert ConvSpec(**base, precision="fp16", out_precision="fp16") == \
+        ConvSpec(**base, precision="fp16")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.backends.trt_inspect import (
+from bench.backends.tensorrt.inspector import (
     layer_times,
     parse_engine_info,
     parse_trtexec_profile,
@@ -127,3 +127,13 @@ def test_trtexec_profile() -> None:
     assert [t.median_ms for t in times] == [0.0100, 0.0500, 0.0100]
     assert [t.type for t in times] == ["Reformat", "CaskConvolution", "Reformat"]
     assert times[1].share == pytest.approx(0.05 / 0.07)
+
+
+def test_tactics_per_layer_as_build_info_records_them() -> None:
+    layout = parse_engine_info(_load("inspector_10x.json"))
+    tactics = layout.tactics()
+    assert [t["layer"] for t in tactics] == [layer.name for layer in layout.layers]
+    assert tactics[1]["type"] == "CaskConvolution"
+    assert tactics[1]["tactic"].startswith("sm80_xmma_fprop_implicit_gemm_f16f16")
+    names_only = parse_engine_info(_load("inspector_names_only.json")).tactics()
+    assert [t["tactic"] for t in names_only] == [None, None, None]

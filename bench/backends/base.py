@@ -24,8 +24,23 @@ class StreamLike(Protocol):
 
 
 @dataclass(frozen=True)
+class QuantScales:
+    """Scales of an int8/fp8 case: one for the input (a scalar, as the network's quantize layer
+    takes it) and one per output channel for the weights (axis 0)."""
+
+    input: float
+    weights: np.ndarray
+
+    def to_json(self) -> dict[str, Any]:
+        return {"input_scale": float(self.input),
+                "weight_scales": [float(v) for v in np.asarray(self.weights).ravel()],
+                "weight_axis": 0}
+
+
+@dataclass(frozen=True)
 class ConvData:
-    """Host tensors of one case in float32 (already rounded to the case's precision).
+    """Host tensors of one case in float32 (already rounded to the case's precision; for
+    int8/fp8 the dequantized values of the quantization grid, with their ``scales``).
 
     Every backend gets the same numbers; the float64 reference is computed from them too, so a
     check measures the arithmetic, not the rounding of the inputs.
@@ -34,6 +49,7 @@ class ConvData:
     x: np.ndarray
     w: np.ndarray
     b: np.ndarray | None
+    scales: QuantScales | None = None
 
 
 @dataclass(frozen=True)

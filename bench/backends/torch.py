@@ -29,9 +29,9 @@ from bench.backends.base import (
     StreamLike,
 )
 from bench.errors import UnsupportedCase
+from bench.precision import info as precision_info
+from bench.precision import needs_cc
 from bench.spec import ConvSpec
-
-_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 def _torch() -> Any:
@@ -106,7 +106,13 @@ class TorchBackend(Backend):
     def _build_impl(self, spec: ConvSpec, data: ConvData, ctx: BuildContext) -> Engine:
         torch = _torch()
         kind = self.device
-        dtype = getattr(torch, _DTYPES[spec.precision])
+        prec = precision_info(spec.precision)
+        if prec.torch is None:
+            raise UnsupportedCase(prec.torch_unsupported or f"torch: no {spec.precision}")
+        if spec.typing != "strong":
+            raise UnsupportedCase(f"torch backend: typing = {spec.typing!r} is a TensorRT "
+                                  "builder mode (fp32 network, lower precision allowed)")
+        dtype = getattr(torch, prec.torch)
         # spec.algo: "autotune" (cudnn.benchmark=True, torch's usual choice for fixed shapes)
         # times cuDNN's algorithms in this process and keeps the fastest, so another process
         # may keep another; "heuristic" takes cuDNN's heuristic pick, the same in every process
@@ -118,9 +124,9 @@ class TorchBackend(Backend):
                 raise UnsupportedCase(f"no CUDA device {ctx.device_index} (torch sees {n})")
             device = torch.device("cuda", ctx.device_index)
             torch.cuda.set_device(device)
-            major, _ = torch.cuda.get_device_capability(device)
-            if spec.precision == "bf16" and major < 8:
-                raise UnsupportedCase("bf16 needs compute capability 8.0 or newer")
+            why = needs_cc(spec.precision, tuple(torch.cuda.get_device_capability(device)))
+            if why:
+                raise UnsupportedCase(why)
             torch.backends.cudnn.benchmark = autotune
             _set_tf32(torch, spec.tf32)
         t0 = time.perf_counter()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from bench.precision import PRECISIONS
 from bench.report.plots import axis_value, ok_rows, speedup_table
 
 MIN_EFFECT = 1.10  # ignore differences below 10 %
@@ -85,6 +86,14 @@ def precision_findings(df: pd.DataFrame, layers: pd.DataFrame, slow: str = "fp32
                 text += f"; reformat layers take {share * 100:.0f} % of its time"
             out.append(Finding("precision", text + "."))
     return out
+
+
+def precision_pairs() -> list[tuple[str, str]]:
+    """(slower, faster) precisions to compare, from the precision registry: every lower
+    precision against fp32, and the quantized ones against fp16 too (the question of users
+    choosing int8/fp8: is it faster than fp16 for this layer?)."""
+    pairs = [("fp32", p) for p in PRECISIONS if p != "fp32"]
+    return pairs + [("fp16", p) for p, info in PRECISIONS.items() if info.quantized]
 
 
 def _reformat_share(layers: pd.DataFrame) -> dict[tuple[str, str], float]:
@@ -224,8 +233,8 @@ def findings(df: pd.DataFrame, layers: pd.DataFrame) -> list[Finding]:
         return []
     out: list[Finding] = []
     out += correctness_findings(df)
-    out += precision_findings(df, layers, "fp32", "fp16")
-    out += precision_findings(df, layers, "fp32", "bf16")
+    for slow, fast in precision_pairs():
+        out += precision_findings(df, layers, slow, fast)
     out += alignment_findings(df)
     out += workspace_findings(df)
     out += backend_findings(df)

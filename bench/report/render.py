@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from bench.report import plots
-from bench.report.findings import findings
+from bench.report.findings import findings, precision_pairs
 from bench.report.tables import Run, load
 
 TIMING_DEFINITION = {
@@ -208,10 +208,9 @@ def _plots(run: Run, out: Path) -> list[tuple[Path, str]]:
         add(plots.latency_axis_figure(df, axis), f"latency_vs_{axis}",
             f"median latency vs {axis}")
     add(plots.latency_case_figure(df), "latency_per_case", "median latency per case")
-    add(plots.speedup_figure(df, "precision", "fp32", "fp16", "Speedup of fp16 over fp32"),
-        "speedup_fp16_fp32", "speedup heatmap fp16 over fp32")
-    add(plots.speedup_figure(df, "precision", "fp32", "bf16", "Speedup of bf16 over fp32"),
-        "speedup_bf16_fp32", "speedup heatmap bf16 over fp32")
+    for slow, fast in precision_pairs():
+        add(plots.speedup_figure(df, "precision", slow, fast, f"Speedup of {fast} over {slow}"),
+            f"speedup_{fast}_{slow}", f"speedup heatmap {fast} over {slow}")
     backends = sorted(df["backend"].dropna().unique()) if not df.empty else []
     if "tensorrt" in backends and "torch" in backends:
         add(plots.speedup_figure(df, "backend", "torch", "tensorrt",

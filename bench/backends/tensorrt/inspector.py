@@ -94,6 +94,13 @@ class EngineLayout:
     def reformat_layers(self) -> list[InspectedLayer]:
         return [layer for layer in self.layers if layer.reformat]
 
+    def tactics(self) -> list[dict[str, Any]]:
+        """The tactic chosen per engine layer, in execution order, as BuildInfo records them:
+        ``{"layer", "type", "tactic"}`` (tactic None when the engine was built without
+        ``ProfilingVerbosity.DETAILED``)."""
+        return [{"layer": layer.name, "type": layer.type, "tactic": layer.tactic}
+                for layer in self.layers]
+
 
 _LAYER_KEYS = {"Name", "LayerType", "TacticName", "TacticValue", "Inputs", "Outputs"}
 
