@@ -131,8 +131,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _print_cases(out: Any, suite: Any, cases: list[Any]) -> None:
-    from rich.markup import escape
     from rich.table import Table
+
+    from bench.text import safe_label as escape
 
     t = Table(title=escape(f"{suite.name}: {len(cases)} case(s) × backends "
                            f"{', '.join(suite.backends)}"))
@@ -146,8 +147,9 @@ def _print_cases(out: Any, suite: Any, cases: list[Any]) -> None:
 
 
 def _print_summary(out: Any, records: list[dict[str, Any]]) -> None:
-    from rich.markup import escape
     from rich.table import Table
+
+    from bench.text import safe_label as escape
 
     if not records:
         return
