@@ -304,6 +304,7 @@ def run_suite(suite: Suite, opts: RunOptions,
         suite.name, suite, {b.name: {"device": b.device, "versions": b.versions()}
                             for b in backends},
         unavailable, timing, shlex.join(opts.argv), gpu, opts.filter, opts.shard)
+    held = contextlib.ExitStack()  # the run directory's lock, released when the sweep ends
     if opts.resume:
         store = RunStore.open(opts.resume)
         old = store.run_info()
@@ -313,9 +314,11 @@ def run_suite(suite: Suite, opts: RunOptions,
         if old.get("suite_text") != suite.text:
             raise BenchError(f"{opts.resume}: was made from a different suite text than "
                              f"{suite.path}; start a new run instead of --resume")
+        held.enter_context(store.lock())  # before reading what is done: one writer at a time
         done = store.done()
     else:
         store = RunStore.create(opts.out, suite.name, info)
+        held.enter_context(store.lock())
         done = set()
     cache_dir = opts.cache_dir or (opts.out / ".cache")
     todo = [(c, b) for c in cases for b in backends if (c.key, b.name) not in done]
@@ -338,6 +341,7 @@ def run_suite(suite: Suite, opts: RunOptions,
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
+        held.close()
         if gpu is not None:
             gpu.close()
     return summary

@@ -12,7 +12,10 @@ import errno
 import json
 import os
 import secrets
+import shlex
 import shutil
+import socket
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -25,6 +28,7 @@ SCHEMA_VERSION = 1
 RUN_FILE = "run.json"
 RECORDS_FILE = "records.jsonl"
 LAYERS_FILE = "layers.jsonl"
+LOCK_FILE = ".lock"
 
 
 class TornRecordWarning(UserWarning):
@@ -42,14 +46,29 @@ def check_schema(obj: dict[str, Any], where: str) -> None:
                           f"{SCHEMA_VERSION}; use the convbench version that wrote it")
 
 
-def _write_error(path: Path, e: OSError) -> BenchError:
+class WriteError(BenchError):
+    """A results file could not be written; ``why`` is the reason alone ("disk full"), for
+    callers whose outcome differs from a sweep's (merge discards its partial output)."""
+
+    def __init__(self, message: str, why: str) -> None:
+        super().__init__(message)
+        self.why = why
+
+
+def _write_error(path: Path, e: OSError) -> WriteError:
     # EFBIG: a file size limit (quota, RLIMIT_FSIZE) is a full disk for this file
     if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
         why = "disk full" if e.errno == errno.ENOSPC else f"disk full ({e.strerror})"
-        return BenchError(f"{path}: {why}; every record written before this one is kept")
+        return WriteError(f"{path}: {why}; every record written before this one is kept", why)
     if e.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
-        return BenchError(f"{path}: not writable ({e.strerror})")
-    return BenchError(f"{path}: cannot write ({e.strerror or e})")
+        why = f"not writable ({e.strerror})"
+    else:
+        why = f"cannot write ({e.strerror or e})"
+    return WriteError(f"{path}: {why}", why)
+
+
+class RunLocked(BenchError):
+    """Another process is writing this run directory."""
 
 
 class RunStore:
@@ -62,7 +81,15 @@ class RunStore:
     @classmethod
     def create(cls, root: Path, suite_name: str, run_info: dict[str, Any],
                run_id: str | None = None) -> RunStore:
-        run_dir = root / suite_name / (run_id or new_run_id())
+        """A new run directory ``root/<suite>/<run id>``; both names are checked and the path
+        must stay under ``root`` (a stored ``suite`` field of ``../x`` is refused)."""
+        from bench.paths import check_name, contained
+
+        run_id = run_id or new_run_id()
+        check_name(suite_name, "suite name")
+        check_name(run_id, "run id")
+        contained(root, suite_name, run_id)  # also refuses a symlinked suite folder leaving root
+        run_dir = Path(root) / suite_name / run_id
         try:
             run_dir.mkdir(parents=True, exist_ok=False)
         except FileExistsError:
@@ -86,6 +113,38 @@ class RunStore:
         for name in (RECORDS_FILE, LAYERS_FILE):
             _truncate_torn_tail(store.dir / name)
         return store
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[RunStore]:
+        """Hold an exclusive lock on the run directory while writing it.
+
+        ``flock`` on ``<run>/.lock``, non-blocking: a second writer (two ``--resume`` of one run)
+        fails at once with one line naming the holder (pid, host, command), instead of both
+        appending the same cases. The kernel drops the lock when the holder exits, SIGKILL
+        included, so a stale lock file never blocks a later resume. The file is kept (removing it
+        would let a third process lock a fresh inode while the second still holds the old one).
+        flock is advisory and per open file: only convbench's writers take it, and it does not
+        reach across NFS clients."""
+        import fcntl
+
+        path = self.dir / LOCK_FILE
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise _write_error(path, e) from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunLocked(f"{self.dir}: in use by {_holder(fd)}; wait for it to finish or "
+                                "stop it, then --resume") from None
+            holder = {"pid": os.getpid(), "host": socket.gethostname(),
+                      "command": shlex.join(sys.argv)}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+            yield self
+        finally:
+            os.close(fd)  # releases the lock
 
     def write_run_info(self, info: dict[str, Any]) -> None:
         path = self.dir / RUN_FILE
@@ -153,6 +212,18 @@ class RunStore:
     def done(self) -> set[tuple[str, str]]:
         """(case key, backend) of every record already stored."""
         return {(r["case_key"], r["backend"]) for r in self.records()}
+
+
+def _holder(fd: int) -> str:
+    """Who holds the lock, from what the holder wrote into the lock file."""
+    try:
+        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        pid, host, cmd = info["pid"], info["host"], str(info["command"])[:200]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+    from bench.text import escape_controls
+
+    return f"pid {pid} on {escape_controls(str(host))} ({escape_controls(cmd)})"
 
 
 def read_run_info(run_dir: Path) -> dict[str, Any]:

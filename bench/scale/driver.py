@@ -8,6 +8,7 @@ retried once on another worker and then stored as a failure, and ``--resume`` sk
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 from collections import deque
 from collections.abc import Callable
@@ -63,11 +64,14 @@ class Sweep:
         self.cache_dir = (opts.cache_dir or (opts.out / ".cache")).absolute()
         self.store: RunStore | None = None
         self.done: set[tuple[str, str]] = set()
+        self.held = contextlib.ExitStack()  # the run directory's lock (see close)
         if opts.resume:
             self.store = RunStore.open(opts.resume)
             if self.store.run_info().get("suite_text") != suite.text:
                 raise BenchError(f"{opts.resume}: was made from a different suite text than "
                                  f"{suite.path}; start a new run instead of --resume")
+            if not opts.dry_run:
+                self.held.enter_context(self.store.lock())  # one writer per run directory
             self.done = self.store.done()
         self.pending: deque[Task] = deque()
         self.in_flight: dict[int, Task] = {}
@@ -93,6 +97,7 @@ class Sweep:
         self.summary.unavailable = dict(info["unavailable_backends"])
         if self.store is None:
             self.store = RunStore.create(self.opts.out, self.suite.name, self._run_info(info))
+            self.held.enter_context(self.store.lock())
             self._session_saved = True
             self.summary.run_dir = self.store.dir
         else:
@@ -184,6 +189,10 @@ class Sweep:
         self.result(task, failure_record(task.case, task.backend,
                                          f"worker crashed on each of {len(task.crashes)} "
                                          f"attempts: {'; '.join(task.crashes)}"), None)
+
+    def close(self) -> None:
+        """Release the run directory's lock (the executor calls this when the sweep ends)."""
+        self.held.close()
 
     def abandon(self) -> None:
         """Forget in-flight tasks (interrupted run): they are not done, ``--resume`` redoes them."""

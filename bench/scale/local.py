@@ -286,4 +286,5 @@ def run_local(suite: Suite, opts: RunOptions, slots: list[Slot],
         sweep.abandon()
     finally:
         launcher.stop(graceful)
+        sweep.close()
     return sweep.summary

@@ -88,6 +88,7 @@ def run_ray(suite: Suite, opts: RunOptions, address: str | None = None,
     try:
         return _run(ray, sweep, opts, workers)
     finally:
+        sweep.close()
         if started_here:
             ray.shutdown()
 
