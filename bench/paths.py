@@ -34,10 +34,11 @@ def check_name(name: object, what: str) -> str:
 
 
 def contained(root: str | Path, *parts: str | Path) -> Path:
-    """``root/parts...`` resolved; refuses (one line) a path that leaves ``root``."""
+    """``root/parts...`` resolved; refuses (one line) a path that leaves ``root`` or, when
+    ``parts`` are given, is ``root`` itself (``suite/..``)."""
     base = Path(root).resolve()
     path = base.joinpath(*parts).resolve()
-    if path != base and not path.is_relative_to(base):
+    if not path.is_relative_to(base) or (parts and path == base):
         shown = Path(root).joinpath(*parts)
         raise BenchError(f"{shown}: outside the output folder {root}; refusing to write there")
     return path
@@ -56,15 +57,18 @@ def staged_dir(final: Path) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = _sibling(final, PARTIAL)
     tmp.mkdir()
+    old = None
     try:
         yield tmp
-        old = None
         if final.exists() or final.is_symlink():
             old = _sibling(final, ".old-")
             os.rename(final, old)
         os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not final.exists():
+            with contextlib.suppress(OSError):
+                os.rename(old, final)  # put the old output back
         raise
     if old is not None:
         if old.is_dir() and not old.is_symlink():
