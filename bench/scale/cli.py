@@ -20,7 +20,8 @@ def add_scale_args(p: argparse.ArgumentParser) -> None:
                    help="ray: one actor per GPU of a Ray cluster (pip install "
                         "'trt-convbench[ray]')")
     g.add_argument("--address", metavar="ADDR",
-                   help="Ray cluster to join (default: RAY_ADDRESS or a local cluster)")
+                   help="Ray cluster to join (default: RAY_ADDRESS, else a private local "
+                        "instance on 127.0.0.1)")
 
 
 def wants_scale_out(args: argparse.Namespace) -> bool:
