@@ -95,6 +95,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.suite import DEFAULT_MAX_CASES, load_suite
 
     suite = load_suite(args.suite, max_cases=args.max_cases or DEFAULT_MAX_CASES)
+    from bench.runner import check_backend_names
+
+    check_backend_names(args.backends)  # also before --dry-run lists the cases
     opts = RunOptions(out=args.out, backends=args.backends, resume=args.resume,
                       filter=args.filter, shard=args.shard, dry_run=args.dry_run,
                       timing=timing_overrides(args), cache_dir=args.cache_dir,

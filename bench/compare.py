@@ -144,6 +144,11 @@ def compare_runs(base_dir: str | Path, new_dir: str | Path,
     _check_comparable(bi, ni, allow_different_gpus, base_dir, new_dir)
     base = {(r["case_key"], r["backend"]): r for r in load_records(base_dir)}
     new = {(r["case_key"], r["backend"]): r for r in load_records(new_dir)}
+    if not set(base) & set(new):
+        # every row would be NEW or GONE: a comparison of nothing must not pass a CI check
+        raise BenchError(f"compare: {base_dir} ({len(base)} results) and {new_dir} "
+                         f"({len(new)} results) have no case and backend in common; compare "
+                         "runs of the same suite")
     base_layers, new_layers = _layer_names(base_dir), _layer_names(new_dir)
     rows = []
     for key in list(base) + [k for k in new if k not in base]:
@@ -236,6 +241,7 @@ def _print(cmp: Comparison) -> None:
     from rich.table import Table
 
     from bench.cli import _console
+    from bench.text import safe_label
 
     style = {"SLOW": "red", "FAILED": "red", "FAST": "green", "AMBIGUOUS": "yellow"}
     t = Table(title=f"compare (threshold {cmp.threshold * 100:g} %, p < {cmp.alpha:g})")
@@ -244,7 +250,8 @@ def _print(cmp: Comparison) -> None:
         t.add_column(col, justify="left" if col in left else "right")
     for r in cmp.table.itertuples(index=False):
         v = r.verdict
-        t.add_row(r.name, r.backend, f(r.base_median_ms, ".4f"), f(r.new_median_ms, ".4f"),
+        t.add_row(safe_label(r.name), safe_label(r.backend), f(r.base_median_ms, ".4f"),
+                  f(r.new_median_ms, ".4f"),
                   f(r.ratio, ".3f"), f(r.p_value, ".1g"),
                   f"[{style[v]}]{v}[/]" if v in style else v,
                   escape(r.kernel_diff or r.kernels))

@@ -75,6 +75,17 @@ def select_cases(suite: Suite, filter_text: str | None = None,
     return cases
 
 
+def check_backend_names(names: list[str] | None) -> None:
+    """``--backend`` values: known names, each once (refused before ``--dry-run`` lists cases)."""
+    from bench.backends.registry import BACKENDS  # a dict of names; imports no backend
+
+    for i, name in enumerate(names or []):
+        if name not in BACKENDS:
+            raise BenchError(f"--backend {name}: unknown backend (known: {', '.join(BACKENDS)})")
+        if name in (names or [])[:i]:
+            raise BenchError(f"--backend {name}: given twice")
+
+
 # --- GPU session ------------------------------------------------------------------------------
 class GpuSession:
     """Device, stream and L2 flusher shared by every GPU case of a run."""
@@ -166,6 +177,7 @@ def measure_case(case: Case, backend: Backend, timing: TimingConfig, gpu: GpuSes
     stream = gpu.stream if gpu and backend.device == "cuda" else None
     engine: Engine | None = None
     try:
+        check_batch(spec)  # a reference over its memory budget: unsupported, before allocating
         data = make_data(spec)
         with nvtx_range("build"):
             engine = backend.build(spec, data, BuildContext(gpu.index if gpu else 0, cache_dir))
@@ -280,6 +292,7 @@ def resolve_backends(suite: Suite, names: list[str] | None) -> tuple[list[Backen
 
 def run_suite(suite: Suite, opts: RunOptions,
               on_record: Callable[[dict[str, Any]], None] | None = None) -> RunSummary:
+    check_backend_names(opts.backends)
     cases = select_cases(suite, opts.filter, opts.shard)
     if not cases:
         raise BenchError(f"{suite.path or suite.name}: no case left after --filter/--shard")

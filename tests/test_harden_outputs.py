@@ -204,3 +204,26 @@ def test_merge_on_a_full_disk_keeps_nothing_and_says_so(tmp_path: Path,
     assert "disk full" in lines[0] and "not written" in lines[0], lines[0]
     assert "kept" not in lines[0]
     assert _everything(out) in ([], ["quickstart"])
+
+
+# --- item 11: compare of nothing, unknown backends -------------------------------------------
+def test_compare_with_no_case_in_common_is_an_error(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    other = _copy_run(tmp_path / "other")
+    recs = [json.loads(x) for x in (other / "records.jsonl").read_text().splitlines()]
+    for r in recs:
+        r["case_key"] = "f" * 16 if r["case_index"] == 0 else r["case_key"][::-1]
+    (other / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert main(["compare", str(RUN_A), str(other)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no case and backend in common" in err[0]
+    assert main(["compare", str(RUN_A), str(RUN_A)]) == 0
+
+
+@pytest.mark.parametrize("flags", [["--backend", "trt"], ["--backend", "torch", "--backend",
+                                                          "torch"]])
+def test_unknown_backend_refused_at_dry_run(flags: list[str],
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(ROOT / "suites" / "quickstart.toml"), "--dry-run", *flags]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--backend" in err[0]

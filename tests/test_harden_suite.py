@@ -121,3 +121,23 @@ def test_fifo_and_directory_and_big_file(tmp_path: Path) -> None:
     big.write_text(BASE + "#" * MAX_SUITE_BYTES + "\n")
     with pytest.raises(BenchError, match="larger than 1 MiB"):
         load_suite(big)
+
+
+def test_reference_over_its_memory_budget_is_unsupported_before_allocating(
+        tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from bench.reference import REFERENCE_MAX_BYTES, reference_bytes
+    from bench.runner import RunOptions, run_suite
+    from bench.spec import ConvSpec
+
+    # one image's float64 windows: 4096 x 510 x 510 x 9 x 8 bytes ~ 72 GiB; the fp32 input
+    # alone would be 4 GiB if it were made
+    big = {"in_channels": 4096, "out_channels": 8, "height": 512, "width": 512, "kernel": 3}
+    assert reference_bytes(ConvSpec(**big), 1) > REFERENCE_MAX_BYTES
+    text = ('name = "big"\n[defaults]\n' + "".join(f"{k} = {v}\n" for k, v in big.items())
+            + "[timing]\nwarmup_s = 0.0\nmin_time_s = 0.0\nmax_time_s = 0.05\n")
+    summary = run_suite(parse_suite(text), RunOptions(out=tmp_path, progress=False, argv=["t"]))
+    (rec,) = summary.records
+    assert rec["status"] == "unsupported", rec
+    assert "float64 reference" in rec["error"] and "GiB" in rec["error"]
+    assert rec["wall_s"] < 5
