@@ -95,19 +95,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.suite import DEFAULT_MAX_CASES, load_suite
 
     suite = load_suite(args.suite, max_cases=args.max_cases or DEFAULT_MAX_CASES)
-    from bench.runner import check_backend_names
-
-    check_backend_names(args.backends)  # also before --dry-run lists the cases
     opts = RunOptions(out=args.out, backends=args.backends, resume=args.resume,
                       filter=args.filter, shard=args.shard, dry_run=args.dry_run,
                       timing=timing_overrides(args), cache_dir=args.cache_dir,
                       device_index=args.device, progress=not args.no_progress)
     out = _console()
     if args.dry_run:
-        from bench.runner import select_cases
-
-        cases = select_cases(suite, args.filter, args.shard)
-        _print_cases(out, suite, cases)
+        # run_suite validates the timing flags and backends, then returns before any work
+        _print_cases(out, suite, run_suite(suite, opts).cases)
         return 0
     from bench.scale.cli import run_scaled, wants_scale_out
 

@@ -223,12 +223,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     cmp = compare_runs(args.base, args.new, threshold=args.threshold, alpha=args.alpha,
                        allow_different_gpus=args.allow_different_gpus)
     _print(cmp)
-    if args.csv:
-        cmp.table.to_csv(args.csv, index=False)
-    if args.plot:
-        path = write_plot(cmp, args.plot)
-        if path:
-            print(f"plot: {path}")
+    from bench.paths import staged_file
+
+    try:
+        if args.csv:
+            with staged_file(Path(args.csv)) as tmp:  # never a truncated CSV under its name
+                cmp.table.to_csv(tmp, index=False)
+        if args.plot:
+            path = write_plot(cmp, args.plot)
+            if path:
+                print(f"plot: {path}")
+    except OSError as e:
+        raise BenchError(f"{e.filename or args.csv or args.plot}: cannot write "
+                         f"({e.strerror or e})") from None
     return 1 if cmp.regressed else 0
 
 
