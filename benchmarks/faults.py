@@ -800,15 +800,24 @@ def build_trials(seed: int, n_suites: int, n_corrupt: int, slow: bool) -> list[T
     return trials
 
 
-def run_all(trials: list[Trial], jobs: int, root: Path) -> list[tuple[Trial, Result]]:
+def quick_trials(seed: int, n_suites: int = 14, n_other: int = 8) -> list[Trial]:
+    """A small seeded sample for the pytest test: generated suites plus ``n_other`` of the
+    flag, stored-name, full-disk and compare trials (the classes that hold today)."""
+    rng = random.Random(seed)
+    other = flag_trials() + stored_suite_trials(False) + disk_trials(False) + compare_trials()
+    return suite_trials(rng, n_suites) + rng.sample(other, min(n_other, len(other)))
+
+
+def run_all(trials: list[Trial], jobs: int, root: Path,
+            warm_matplotlib: bool = True) -> list[tuple[Trial, Result]]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env["MPLCONFIGDIR"] = str(root / "mpl")
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.pop("RAY_ADDRESS", None)
     (root / "mpl").mkdir(exist_ok=True)
-    # the font cache once, before any trial runs under a file size limit
-    subprocess.run([sys.executable, "-c", "import matplotlib.pyplot"], env=env, check=True)
+    if warm_matplotlib:  # the font cache once, before any trial runs under a file size limit
+        subprocess.run([sys.executable, "-c", "import matplotlib.pyplot"], env=env, check=True)
 
     def one(item: tuple[int, Trial]) -> tuple[Trial, Result]:
         i, t = item
