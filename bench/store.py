@@ -110,8 +110,9 @@ class RunStore:
         """Open an existing run for resuming; drops a torn last record line (with a warning)."""
         store = cls(Path(run_dir))
         store.run_info()  # validates presence + schema
-        for name in (RECORDS_FILE, LAYERS_FILE):
-            _truncate_torn_tail(store.dir / name)
+        with store.lock():  # a writer's line in flight is not a torn tail: refuse, don't cut
+            for name in (RECORDS_FILE, LAYERS_FILE):
+                _truncate_torn_tail(store.dir / name)
         return store
 
     @contextlib.contextmanager
