@@ -161,6 +161,11 @@ def compare_runs(base_dir: str | Path, new_dir: str | Path,
     _check_comparable(bi, ni, allow_different_gpus, base_dir, new_dir)
     base = {(r.case_key, r.backend): r for r in load_records(base_dir)}
     new = {(r.case_key, r.backend): r for r in load_records(new_dir)}
+    if not set(base) & set(new):
+        # every row would be NEW or GONE: a comparison of nothing must not pass a CI check
+        raise BenchError(f"compare: {base_dir} ({len(base)} results) and {new_dir} "
+                         f"({len(new)} results) have no case and backend in common; compare "
+                         "runs of the same suite")
     base_layers, new_layers = _layer_names(base_dir), _layer_names(new_dir)
     rows = []
     for key in list(base) + [k for k in new if k not in base]:

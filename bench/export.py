@@ -21,8 +21,12 @@ per-layer medians of the separate profiling run (``count`` = profiled iterations
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,18 +63,61 @@ def export_tables(run_dir: str | Path, out_dir: str | Path, fmt: str = "csv") ->
             raise BenchError("Parquet export needs pyarrow: pip install pyarrow") from None
     records, layers = _frames(Path(run_dir))
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, df in (("records", records), ("layers", layers)):
-        if df.empty and name == "layers":
-            continue
-        path = out / f"{name}.{fmt}"
-        if fmt == "csv":
-            df.to_csv(path, index=False)
-        else:
-            df.to_parquet(path, index=False)
-        written.append(path)
+    with _writing(out) as files:
+        for name, df in (("records", records), ("layers", layers)):
+            if df.empty and name == "layers":
+                continue
+            path = out / f"{name}.{fmt}"
+            with files.stage(path) as tmp:
+                if fmt == "csv":
+                    df.to_csv(tmp, index=False)
+                else:
+                    df.to_parquet(tmp, index=False)
+            written.append(path)
     return written
+
+
+class _Staged:
+    """Files written under a temporary name and renamed into place only once every one of them
+    is complete, so an interrupted export never leaves a truncated CSV/JSON under its real name
+    (a leftover ``.name.partial-*`` file is hidden and says what it is)."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[Path, Path]] = []
+
+    @contextlib.contextmanager
+    def stage(self, final: Path) -> Iterator[Path]:
+        from bench.paths import PARTIAL
+
+        tmp = final.with_name(f".{final.name}{PARTIAL}{secrets.token_hex(3)}")
+        self.pending.append((tmp, final))
+        yield tmp
+
+    def discard(self) -> None:
+        for tmp, _ in self.pending:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+    def commit(self) -> None:
+        for tmp, final in self.pending:
+            os.replace(tmp, final)
+
+
+@contextlib.contextmanager
+def _writing(out: Path) -> Iterator[_Staged]:
+    files = _Staged()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        yield files
+        files.commit()
+    except OSError as e:
+        files.discard()
+        raise BenchError(f"{getattr(e, 'filename', None) or out}: cannot write the export "
+                         f"({e.strerror or e}); nothing was replaced") from None
+    except BaseException:
+        files.discard()
+        raise
 
 
 def trtexec_times(samples_ms: list[float]) -> list[dict[str, float]]:
@@ -111,18 +158,20 @@ def export_trtexec(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
     count = int((info.get("timing") or {}).get("profile_iters") or 1)
     layers = {(r.case_key, r.backend): [la.model_dump() for la in r.layers]
               for r in load_layers(run_dir)}
-    out.mkdir(parents=True, exist_ok=True)
     written = []
-    for r in load_records(run_dir):
-        if r.status != "ok" or not r.samples_ms:
-            continue
-        stem = out / _slug(f"{r.case_index:04d}-{r.name}-{r.backend}")
-        p = stem.with_name(stem.name + ".times.json")
-        p.write_text(json.dumps(trtexec_times(r.samples_ms), indent=1) + "\n")
-        written.append(p)
-        lay = layers.get((r.case_key, r.backend))
-        if lay:
-            p = stem.with_name(stem.name + ".profile.json")
-            p.write_text(json.dumps(trtexec_profile(lay, count), indent=1) + "\n")
+    with _writing(out) as files:
+        for r in load_records(run_dir):
+            if r.status != "ok" or not r.samples_ms:
+                continue
+            stem = out / _slug(f"{r.case_index:04d}-{r.name}-{r.backend}")
+            p = stem.with_name(stem.name + ".times.json")
+            with files.stage(p) as tmp:
+                tmp.write_text(json.dumps(trtexec_times(r.samples_ms), indent=1) + "\n")
             written.append(p)
+            lay = layers.get((r.case_key, r.backend))
+            if lay:
+                p = stem.with_name(stem.name + ".profile.json")
+                with files.stage(p) as tmp:
+                    tmp.write_text(json.dumps(trtexec_profile(lay, count), indent=1) + "\n")
+                written.append(p)
     return written

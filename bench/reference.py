@@ -6,12 +6,15 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from bench.backends.base import ConvData, QuantScales
+from bench.errors import UnsupportedCase
 from bench.precision import fake_quantize, round_to, scale_for
 from bench.spec import ConvSpec
 
 #: the reference checks at most this many multiply-adds (a prefix of the batch), so a check
 #: of a large layer costs well under a second on a laptop.
 REFERENCE_MACS = 2e8
+#: and uses at most this much memory; a case above it is ``unsupported`` with the reason
+REFERENCE_MAX_BYTES = 2 * 2**30
 
 
 def make_data(spec: ConvSpec, seed: int | None = None) -> ConvData:
@@ -38,9 +41,33 @@ def make_data(spec: ConvSpec, seed: int | None = None) -> ConvData:
 
 
 def check_batch(spec: ConvSpec) -> int:
-    """How many images of the batch the reference computes."""
+    """How many images of the batch the reference computes. Raises ``UnsupportedCase`` (the
+    case's status becomes ``unsupported``, with the reason) when even one image's float64
+    reference would need more than ``REFERENCE_MAX_BYTES``: called before anything is
+    allocated, that refusal costs nothing, where a MemoryError would come after the build."""
     per_image = spec.flops / 2 / spec.batch
-    return int(max(1, min(spec.batch, REFERENCE_MACS // max(per_image, 1))))
+    n = int(max(1, min(spec.batch, REFERENCE_MACS // max(per_image, 1))))
+    need = reference_bytes(spec, n)
+    if need > REFERENCE_MAX_BYTES:
+        raise UnsupportedCase(f"the float64 reference check of {n} image(s) needs "
+                              f"{need / 2**30:.1f} GiB, more than its budget of "
+                              f"{REFERENCE_MAX_BYTES / 2**30:g} GiB")
+    return n
+
+
+def reference_bytes(spec: ConvSpec, n: int) -> int:
+    """Peak bytes ``reference(spec, data, n)`` allocates: the float64 input and its padded
+    copy, the weights, the window copies einsum makes of one group (the sliding-window view
+    is strided, so the contraction copies it, n·(C/g)·P·Q·R·S, counted twice for its
+    intermediates), the per-group outputs and their concatenation. Conservative: tracemalloc
+    peaks were 0.5-0.9x of this on ResNet-like, grouped and depthwise cases."""
+    _, c, h, w = spec.input_shape
+    k, cg, r, s = spec.weight_shape
+    _, _, p, q = spec.output_shape
+    ph, pw = spec.padding
+    elems = (n * c * h * w + n * c * (h + 2 * ph) * (w + 2 * pw) + k * cg * r * s
+             + 2 * n * cg * p * q * r * s + 2 * n * k * p * q)
+    return 8 * elems
 
 
 def reference(spec: ConvSpec, data: ConvData, batch: int | None = None) -> np.ndarray:

@@ -133,7 +133,10 @@ def _source(engine: Engine, mode: str, l2: str, gpu: GpuSession | None,
 
 
 def build_step(case: Case, backend: Backend, ctx: BuildContext) -> tuple[Engine, ConvData]:
-    """Random data for the case and an engine built from it."""
+    """Random data for the case and an engine built from it. A case whose float64 reference
+    would exceed its memory budget is refused first (``UnsupportedCase``), before anything is
+    allocated."""
+    check_batch(case.spec)
     data = make_data(case.spec)
     with nvtx_range("build"):
         engine = backend.build(case.spec, data, ctx)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from decimal import Decimal
 from functools import cached_property
 from typing import Literal
 
@@ -33,7 +34,14 @@ Algo = Literal["autotune", "heuristic"]
 #: ``fresh`` reads neither, so every build times its tactics again
 TimingCache = Literal["reuse", "fresh"]
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
+#: sane limits, far above any GPU of 2026 and far below where arithmetic on them overflows a
+#: float (FLOPs, intensity) or a C int64 (TensorRT dims, numpy shapes)
+MAX_BYTES = 1 << 50  # workspace: 1 PiB
+MAX_DIM = 1 << 31  # batch, channels, height, width, kernel, stride, padding, dilation, groups
+MAX_ELEMENTS = 1 << 40  # of any one tensor (input, weights, output)
+# ASCII digits only ([0-9], not \d: "٤GB" is not 4 GB), at most 30 of them before the unit
+_SIZE_RE = re.compile(r"^[ \t]*([0-9]{1,30}(?:\.[0-9]{1,30})?)[ \t]*([KMGT]i?B|B)?[ \t]*$",
+                      re.IGNORECASE | re.ASCII)
 _UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
@@ -47,8 +55,13 @@ def parse_bytes(value: int | str) -> int:
     if isinstance(value, str):
         m = _SIZE_RE.match(value)
         if m:
-            return int(float(m.group(1)) * _UNITS[(m.group(2) or "B").upper()])
-    raise ValueError(f"expected bytes as an integer or a string like '256MiB', got {value!r}")
+            # exact decimal arithmetic: float() of a 30-digit count loses bytes
+            n = int(Decimal(m.group(1)) * _UNITS[(m.group(2) or "B").upper()])
+            if n > MAX_BYTES:
+                raise ValueError(f"{value!r} is more than {MAX_BYTES >> 40} TiB")
+            return n
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    raise ValueError(f"expected bytes as an integer or a string like '256MiB', got {shown}")
 
 
 def _pair(value: object, name: str) -> tuple[int, int]:
@@ -127,6 +140,11 @@ class ConvSpec(BaseModel):
         for name in ("batch", "in_channels", "out_channels", "height", "width", "groups"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("batch", "in_channels", "out_channels", "height", "width", "groups",
+                     "kernel", "stride", "padding", "dilation"):
+            v = getattr(self, name)
+            if max(v if isinstance(v, tuple) else (v,)) > MAX_DIM:
+                raise ValueError(f"{name} is larger than {MAX_DIM}")
         for name in ("kernel", "stride", "dilation"):
             if min(getattr(self, name)) <= 0:
                 raise ValueError(f"{name} must be positive, got {list(getattr(self, name))}")
@@ -149,6 +167,13 @@ class ConvSpec(BaseModel):
                 )
         if self.workspace is not None and self.workspace < 0:
             raise ValueError(f"workspace must not be negative, got {self.workspace}")
+        if self.workspace is not None and self.workspace > MAX_BYTES:
+            raise ValueError(f"workspace is more than {MAX_BYTES >> 40} TiB")
+        for what, shape in (("input", self.input_shape), ("weights", self.weight_shape),
+                            ("output", self.output_shape)):
+            if _prod(shape) > MAX_ELEMENTS:
+                raise ValueError(f"the {what} tensor {'x'.join(map(str, shape))} has more than "
+                                 f"2**40 elements")
         if self.opt_level is not None and not 0 <= self.opt_level <= 5:
             raise ValueError(f"opt_level must be between 0 and 5, got {self.opt_level}")
         if self.out_precision is not None and (not self.quantized or self.typing == "weak"):

@@ -7,7 +7,9 @@ before any work starts.
 from __future__ import annotations
 
 import itertools
+import os
 import re
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,12 @@ from bench.timing import TimingSettings
 
 SPEC_FIELDS = frozenset(ConvSpec.model_fields)
 DEFAULT_MAX_CASES = 10_000
+#: a suite file is a few kilobytes; anything larger than this is not one (or is /dev/zero)
+MAX_SUITE_BYTES = 1 << 20
+#: TOML integers are 64-bit (toml.io/en/v1.0.0#integer); Python's tomllib reads any size
+INT64 = (-(2**63), 2**63 - 1)
+#: timing values above this are a typo (or inf), not a plan: no case is timed for an hour
+MAX_TIMING_S = 3600.0
 
 
 class TimingConfig(BaseModel):
@@ -48,14 +56,19 @@ class TimingConfig(BaseModel):
     l2: Literal["warm", "cold"] = Field(
         "warm", description="cold: flush the L2 cache before every sample (outside the timed "
         "region)")
-    warmup_s: float = Field(0.2, ge=0, description="seconds of warm-up before sampling")
-    min_samples: int = Field(10, ge=2, description="take at least this many samples")
-    min_time_s: float = Field(0.5, ge=0, description="sample for at least this many seconds")
-    max_time_s: float = Field(10.0, gt=0, description="stop sampling after this many seconds "
+    warmup_s: float = Field(0.2, ge=0, le=MAX_TIMING_S, allow_inf_nan=False,
+                            description="seconds of warm-up before sampling")
+    min_samples: int = Field(10, ge=2, le=1_000_000, description="take at least this many samples")
+    min_time_s: float = Field(0.5, ge=0, le=MAX_TIMING_S, allow_inf_nan=False,
+                              description="sample for at least this many seconds")
+    max_time_s: float = Field(10.0, gt=0, le=MAX_TIMING_S, allow_inf_nan=False,
+                              description="stop sampling after this many seconds "
                               "(the result is kept, flagged not converged)")
-    target_rse: float = Field(0.005, gt=0, description="rse criterion: stop once the relative "
-                              "standard error of the mean is at most this (0.005 = 0.5 %)")
-    profile_iters: int = Field(20, ge=0, description="iterations of the per-layer profile run "
+    target_rse: float = Field(0.005, ge=1e-6, allow_inf_nan=False,
+                              description="rse criterion: stop once the relative standard "
+                              "error of the mean is at most this (0.005 = 0.5 %)")
+    profile_iters: int = Field(20, ge=0, le=10_000,
+                               description="iterations of the per-layer profile run "
                                "(0: no profile)")
     repeats: int = Field(1, ge=1, le=100, description="independent passes per case, each a "
                          "fresh process and build; the timing budget is shared between them")
@@ -65,9 +78,10 @@ class TimingConfig(BaseModel):
         "(trtexec-like duration and count)")
     max_noise: float = Field(0.005, gt=0, allow_inf_nan=False,  # nvbench's stdrel default
                              description="stdrel criterion: relative standard deviation target")
-    fixed_time_s: float = Field(3.0, ge=0, allow_inf_nan=False,  # trtexec --duration default
+    # trtexec --duration default
+    fixed_time_s: float = Field(3.0, ge=0, le=MAX_TIMING_S, allow_inf_nan=False,
                                 description="fixed criterion: sample for this many seconds")
-    fixed_samples: int = Field(10, ge=1,  # trtexec --iterations default
+    fixed_samples: int = Field(10, ge=1, le=1_000_000,  # trtexec --iterations default
                                description="fixed criterion: take at least this many samples")
 
     @field_validator("fixed_time_s")
@@ -96,7 +110,8 @@ class SuiteFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,80}$")
+    # becomes a directory name: bench.paths.NAME_RE (no "..", no leading dot)
+    name: str = Field(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,79}$")
     description: str = ""
     backends: list[str] = Field(default_factory=lambda: ["torch"], min_length=1)
     defaults: dict[str, Any] = Field(default_factory=dict)
@@ -113,6 +128,9 @@ class SuiteFile(BaseModel):
         unknown = [n for n in names if n not in BACKENDS]
         if unknown:
             raise ValueError(f"unknown backend {unknown[0]!r} (known: {', '.join(BACKENDS)})")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:  # each would write its own record of every case
+            raise ValueError(f"backend {twice[0]!r} is listed twice")
         return names
 
     @field_validator("defaults", "sweep")
@@ -142,6 +160,22 @@ class SuiteFile(BaseModel):
         for c in cases:
             _check_keys({k: v for k, v in c.items() if k != "label"})
         return cases
+
+    @field_validator("description")
+    @classmethod
+    def _printable(cls, text: str) -> str:
+        _check_printable(text, allow="\n\t")
+        return text
+
+
+def _check_printable(text: str, allow: str = "") -> None:
+    """Labels are shown in terminals, tables and plots: no control or format characters."""
+    from bench.text import escape_controls
+
+    bad = next((c for c in text if not c.isprintable() and c not in allow), None)
+    if bad is not None:
+        raise ValueError(f"contains the non-printable character {escape_controls(bad)} "
+                         "(terminal escapes are not allowed in names and labels)")
 
 
 def _check_keys(d: dict[str, Any]) -> None:
@@ -188,7 +222,7 @@ def load_suite(path: str | Path, max_cases: int = DEFAULT_MAX_CASES) -> Suite:
     """Read, validate and expand a suite file; any problem is one ``SuiteError`` line."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_suite_bytes(path).decode("utf-8")
     except FileNotFoundError:
         raise SuiteError(f"{path}: no such suite file") from None
     except IsADirectoryError:
@@ -200,8 +234,79 @@ def load_suite(path: str | Path, max_cases: int = DEFAULT_MAX_CASES) -> Suite:
     return parse_suite(text, source=str(path), max_cases=max_cases, path=path)
 
 
+def _read_suite_bytes(path: Path) -> bytes:
+    """The bytes of a regular file of at most ``MAX_SUITE_BYTES``. Opened non-blocking, so a
+    FIFO with no writer cannot hang the open; devices and FIFOs are refused by type before any
+    read, and the read itself is bounded."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(21, "Is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device"
+                    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "a socket"
+                    if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+            raise SuiteError(f"{path}: is {kind}, not a suite file (a regular file is needed)")
+        chunks, size = [], 0
+        while size <= MAX_SUITE_BYTES:
+            chunk = os.read(fd, MAX_SUITE_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > MAX_SUITE_BYTES:
+        raise SuiteError(f"{path}: larger than {MAX_SUITE_BYTES >> 20} MiB; not a suite file")
+    return b"".join(chunks)
+
+
+def _strict_toml(text: str, source: str) -> None:
+    """What Python's tomllib accepts beyond TOML 1.0: a bare CR as a line ending."""
+    for m in re.finditer(r"\r(?!\n)", text):
+        line = text.count("\n", 0, m.start()) + 1
+        raise SuiteError(f"{source}: invalid TOML: a carriage return without a line feed at "
+                         f"line {line} (TOML line endings are LF or CRLF)")
+
+
+def _check_ints(obj: Any, where: str, source: str) -> None:
+    """TOML integers are 64-bit; tomllib gives Python ints of any size (10**300)."""
+    if isinstance(obj, bool):
+        return
+    if isinstance(obj, int):
+        if not INT64[0] <= obj <= INT64[1]:
+            digits = len(str(abs(obj)))
+            raise SuiteError(f"{source}: {where}: integer of {digits} digits is beyond 64 bits")
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            _check_ints(v, f"{where}.{k}" if where else str(k), source)
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            _check_ints(v, f"{where}[{i}]", source)
+
+
+def _check_axes(model: SuiteFile, source: str) -> None:
+    """A key swept in two places would be silently replaced by the later one."""
+    where: dict[str, str] = {k: f"sweep.{k}" for k in model.sweep}
+    for i, group in enumerate(model.zip):
+        for k in group:
+            if k in where:
+                raise SuiteError(f"{source}: zip[{i}].{k}: also swept in {where[k]}; "
+                                 "set it in one place")
+            where[k] = f"zip[{i}].{k}"
+
+
+def _check_timing(model: SuiteFile, source: str) -> None:
+    t = model.timing
+    if t.mode == "host" and t.l2 == "cold":
+        raise SuiteError(f"{source}: timing.l2: 'cold' needs timing.mode 'graph' or 'events' "
+                         "(host timing never flushes L2)")
+
+
 def parse_suite(text: str, source: str = "<suite>", max_cases: int = DEFAULT_MAX_CASES,
                 path: Path | None = None) -> Suite:
+    _strict_toml(text, source)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -212,6 +317,7 @@ def parse_suite(text: str, source: str = "<suite>", max_cases: int = DEFAULT_MAX
         raise SuiteError(f"{source}: invalid TOML: arrays or tables nested too deeply") from None
     if not raw:
         raise SuiteError(f"{source}: empty suite (needs at least 'name' and a conv)")
+    _check_ints(raw, "", source)
     try:
         # strict: TOML has real types, so batch = "8" or bias = 1 is a mistake, not a number
         model = SuiteFile.model_validate(raw, strict=True)
@@ -219,6 +325,8 @@ def parse_suite(text: str, source: str = "<suite>", max_cases: int = DEFAULT_MAX
         err = e.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
         raise SuiteError(f"{source}: {loc}: {_one_line(_pydantic_msg(err))}") from None
+    _check_axes(model, source)
+    _check_timing(model, source)
     cases = _expand(model, source, max_cases)
     return Suite(name=model.name, description=model.description, backends=tuple(model.backends),
                  timing=model.timing, cases=tuple(cases), path=path, text=text)
@@ -249,6 +357,10 @@ def _expand(model: SuiteFile, source: str, max_cases: int) -> list[Case]:
             label = c.get("label", "")
             if not isinstance(label, str):
                 raise SuiteError(f"{source}: cases[{i}].label: must be a string")
+            try:
+                _check_printable(label)
+            except ValueError as e:
+                raise SuiteError(f"{source}: cases[{i}].label: {e}") from None
             bases.append((f"cases[{i}]", label,
                           {**model.defaults, **{k: v for k, v in c.items() if k != "label"}}))
     else:

@@ -17,6 +17,7 @@ from bench.compare import (
     parse_threshold,
     write_plot,
 )
+from bench.errors import BenchError
 from bench.text import safe
 
 STYLE = {"SLOW": "red", "FAILED": "red", "FAST": "green", "AMBIGUOUS": "yellow"}
@@ -48,12 +49,19 @@ def run(*, base: str | Path, new: str | Path, threshold: float = DEFAULT_THRESHO
     cmp = compare_runs(base, new, threshold=threshold, alpha=alpha,
                        allow_different_gpus=allow_different_gpus)
     print_comparison(cmp)
-    if csv:
-        cmp.table.to_csv(csv, index=False)
-    if plot:
-        path = write_plot(cmp, Path(plot))
-        if path:
-            print(f"plot: {path}")
+    from bench.paths import staged_file
+
+    try:
+        if csv:
+            with staged_file(Path(csv)) as tmp:  # never a truncated CSV under its name
+                cmp.table.to_csv(tmp, index=False)
+        if plot:
+            path = write_plot(cmp, Path(plot))
+            if path:
+                print(f"plot: {path}")
+    except OSError as e:
+        raise BenchError(f"{e.filename or csv or plot}: cannot write "
+                         f"({e.strerror or e})") from None
     return 1 if cmp.regressed else 0
 
 

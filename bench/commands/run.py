@@ -40,7 +40,8 @@ def add_scale_options(p: argparse.ArgumentParser) -> None:
                    help="ray: one actor per GPU of a Ray cluster (pip install "
                         "'trt-convbench[ray]')")
     g.add_argument("--address", metavar="ADDR",
-                   help="Ray cluster to join (default: RAY_ADDRESS or a local cluster)")
+                   help="Ray cluster to join (default: RAY_ADDRESS, else a private local "
+                        "instance on 127.0.0.1)")
 
 
 def main(args: argparse.Namespace) -> int:

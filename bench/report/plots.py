@@ -8,9 +8,11 @@ Each plot carries its own title, axis labels with units and a legend, so it read
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -40,13 +42,44 @@ def _plt() -> Any:
     return plt
 
 
+#: every string drawn as plain text: no mathtext ($...$), no external TeX
+PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def plain_text(fn: F) -> F:
+    """Run a ``*_figure`` function with mathtext off: every Text it makes (titles, tick labels,
+    legends) keeps ``parse_math=False``, and its ``tight_layout`` measures plain text."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import matplotlib
+
+        with matplotlib.rc_context(PLAIN_TEXT):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 def save(fig: Any, stem: Path) -> Path:
     """Write ``stem.png`` and ``stem.svg``, close the figure, return the PNG path."""
     plt = _plt()
     png = stem.with_suffix(".png")
-    fig.savefig(png, dpi=110)
-    fig.savefig(stem.with_suffix(".svg"), metadata={"Date": None})
-    plt.close(fig)
+    import matplotlib
+    from matplotlib.text import Text
+
+    # labels are data: "$x_$" is a case name, not TeX. A Text reads text.parse_math when it is
+    # made (matplotlib/text.py, Text._reset_visual_defaults: parse_math=None -> rcParams), so
+    # the texts made so far are switched off one by one, and the tick labels that drawing makes
+    # are made under rc_context (no global setting changes for the caller's own plots)
+    try:
+        with matplotlib.rc_context(PLAIN_TEXT):
+            for text in fig.findobj(Text):
+                text.set_parse_math(False)
+            fig.savefig(png, dpi=110)
+            fig.savefig(stem.with_suffix(".svg"), metadata={"Date": None})
+    finally:
+        plt.close(fig)
     return png
 
 
@@ -172,6 +205,7 @@ def _natural(text: str) -> tuple[Any, ...]:
 
 
 # --- latency vs axis ----------------------------------------------------------------------------
+@plain_text
 def latency_axis_figure(df: pd.DataFrame, axis: str) -> Any | None:
     """Median latency vs ``axis``, one line per (backend, precision), 95 % CI of the median as
     a band; other varying axes held at one value (named in the title)."""
@@ -217,6 +251,7 @@ def latency_axis_figure(df: pd.DataFrame, axis: str) -> Any | None:
     return fig
 
 
+@plain_text
 def latency_case_figure(df: pd.DataFrame) -> Any | None:
     """Median latency per case (log scale) with 95 % CI whiskers: the overview for runs whose
     cases are a list rather than a sweep."""
@@ -271,6 +306,7 @@ def speedup_table(df: pd.DataFrame, column: str, slow: str, fast: str) -> pd.Dat
     return m.drop(columns=kc)
 
 
+@plain_text
 def speedup_figure(df: pd.DataFrame, column: str, slow: str, fast: str,
                    title: str) -> Any | None:
     """Heatmap of time(slow)/time(fast) over the two axes with most values (one row when only
@@ -325,6 +361,7 @@ def speedup_figure(df: pd.DataFrame, column: str, slow: str, fast: str,
 
 
 # --- roofline -----------------------------------------------------------------------------------
+@plain_text
 def roofline_figure(df: pd.DataFrame, peak: Any | None) -> Any | None:
     """Achieved TFLOP/s vs arithmetic intensity (log-log) under the device's roofs: one roof
     per precision ceiling present, the bandwidth slope shared."""
@@ -384,6 +421,7 @@ def layer_kind_table(records: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFram
     return t.merge(names, on=["case_key", "backend"], how="left")
 
 
+@plain_text
 def layers_figure(records: pd.DataFrame, layers: pd.DataFrame, limit: int = 40) -> Any | None:
     """Stacked bars per case × backend: time in convolution, reformat (red, hatched),
     activation and other layers, from the separate per-layer profiling run."""
@@ -415,6 +453,7 @@ def layers_figure(records: pd.DataFrame, layers: pd.DataFrame, limit: int = 40) 
 
 
 # --- build cost ---------------------------------------------------------------------------------
+@plain_text
 def build_figure(df: pd.DataFrame) -> Any | None:
     """Build time per case and, when engines were serialized, plan (engine) size."""
     d = df[df["build_s"].notna()] if "build_s" in df else df.iloc[0:0]
@@ -451,6 +490,7 @@ def build_figure(df: pd.DataFrame) -> Any | None:
 
 
 # --- noise --------------------------------------------------------------------------------------
+@plain_text
 def noise_figure(df: pd.DataFrame, target_rse: float | None = None) -> Any | None:
     """Coefficient of variation of the samples per case and backend; results that did not
     reach the noise target (or ran throttled) are outlined in red."""
@@ -479,6 +519,7 @@ def noise_figure(df: pd.DataFrame, target_rse: float | None = None) -> Any | Non
 
 
 # --- compare ------------------------------------------------------------------------------------
+@plain_text
 def compare_figure(table: pd.DataFrame, threshold: float) -> Any | None:
     """Ratio new/base of the median per case, whiskers from the two medians' 95 % CIs, bars
     coloured by verdict; the ±threshold band is shaded."""

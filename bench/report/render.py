@@ -304,11 +304,24 @@ def build_blocks(run: Run, out: Path) -> list[Block]:
 def write_report(run_dir: str | Path, out_root: str | Path = "reports") -> Path:
     """Write ``<out_root>/<suite>/<run-id>/report.md``, ``report.html`` (self-contained) and the
     plots (PNG + SVG); returns the path of report.md."""
+    from bench.errors import BenchError
+    from bench.paths import check_name, contained, staged_dir
+
     run = load(run_dir)
-    out = Path(out_root) / str(run.info.get("suite")) / Path(run_dir).name
-    out.mkdir(parents=True, exist_ok=True)
-    blocks = build_blocks(run, out)
-    path = out / "report.md"
-    path.write_text(to_markdown(blocks))
-    (out / "report.html").write_text(to_html(blocks, str(blocks[0].content)))
-    return path
+    suite = check_name(run.info.get("suite"), f"{Path(run_dir) / 'run.json'}: suite")
+    src = Path(run_dir).resolve()
+    final = contained(out_root, suite, src.name)
+    if final == src or src.is_relative_to(final) or (final / "run.json").exists():
+        raise BenchError(f"{final}: is a run directory; choose a --out for reports that is "
+                         "not the results folder")
+    # plots and both reports go into a hidden sibling, which replaces the old report only when
+    # all of it is written: an interrupted report never leaves new plots beside an old report.md
+    try:
+        with staged_dir(final) as out:
+            blocks = build_blocks(run, out)
+            (out / "report.md").write_text(to_markdown(blocks))
+            (out / "report.html").write_text(to_html(blocks, str(blocks[0].content)))
+    except OSError as e:
+        raise BenchError(f"{final}: cannot write the report ({e.strerror or e}); an earlier "
+                         "report there is unchanged") from None
+    return final / "report.md"
