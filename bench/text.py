@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["safe", "safe_label", "plain"]
+__all__ = ["safe", "safe_label", "plain", "escape_controls", "has_controls"]
 
 # C0 controls (ESC, BEL, CR, LF, TAB ...), DEL, C1 controls (CSI 0x9b starts an escape sequence
 # on some terminals), and the Unicode bidirectional overrides/isolates that reorder what a line
@@ -40,3 +40,13 @@ def safe(text: object) -> str:
 
 
 safe_label = safe
+
+
+def escape_controls(text: object) -> str:
+    """The same as :func:`plain` (the name the suite loader and the store use)."""
+    return plain(text)
+
+
+def has_controls(text: str) -> bool:
+    """Whether ``text`` holds a character :func:`plain` would escape."""
+    return plain(text) != text

@@ -227,8 +227,8 @@ def latency_axis_figure(df: pd.DataFrame, axis: str) -> Any | None:
         g = g.iloc[order]
         line, = ax.plot(x, g["median_ms"].to_numpy(dtype=float), marker="o", ms=4,
                         label=f"{backend} {prec}")
-        ax.fill_between(x, g["median_ci_low_ms"].to_numpy(dtype=float),
-                        g["median_ci_high_ms"].to_numpy(dtype=float), alpha=0.25,
+        ax.fill_between(x, g["interval_low_ms"].to_numpy(dtype=float),
+                        g["interval_high_ms"].to_numpy(dtype=float), alpha=0.25,
                         color=line.get_color(), linewidth=0)
     if cats:
         ax.set_xticks(range(len(cats)), cats)
@@ -263,7 +263,7 @@ def latency_case_figure(df: pd.DataFrame) -> Any | None:
     fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(names) + 3), 4.8))
     for (backend, prec), g in ok.groupby(["backend", "precision"], sort=True):
         g = g.sort_values("case_index")
-        err = [g["median_ms"] - g["median_ci_low_ms"], g["median_ci_high_ms"] - g["median_ms"]]
+        err = [g["median_ms"] - g["interval_low_ms"], g["interval_high_ms"] - g["median_ms"]]
         ax.errorbar(g["case_index"], g["median_ms"], yerr=err, marker="o", ms=4, capsize=2,
                     linestyle="none", label=f"{backend} {prec}")
     ax.set_xticks(names["case_index"], names["name"], rotation=60, ha="right", fontsize=7)
@@ -295,14 +295,14 @@ def speedup_table(df: pd.DataFrame, column: str, slow: str, fast: str) -> pd.Dat
     b = k[k[column] == fast].drop_duplicates(kc)
     if a.empty or b.empty:
         return pd.DataFrame()
-    m = a.merge(b[[*kc, "median_ms", "median_ci_low_ms", "median_ci_high_ms", "case_key", "name"]],
+    m = a.merge(b[[*kc, "median_ms", "interval_low_ms", "interval_high_ms", "case_key", "name"]],
                 on=kc, suffixes=("_slow", "_fast"))
     if m.empty:
         return m
     m["speedup"] = m["median_ms_slow"] / m["median_ms_fast"]
     # significant only when the two 95 % CIs of the median do not overlap
-    m["distinct"] = (m["median_ci_low_ms_slow"] > m["median_ci_high_ms_fast"]) | (
-        m["median_ci_high_ms_slow"] < m["median_ci_low_ms_fast"])
+    m["distinct"] = (m["interval_low_ms_slow"] > m["interval_high_ms_fast"]) | (
+        m["interval_high_ms_slow"] < m["interval_low_ms_fast"])
     return m.drop(columns=kc)
 
 
