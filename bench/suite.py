@@ -46,11 +46,11 @@ class TimingConfig(BaseModel):
     min_time_s: float = Field(0.5, ge=0)
     max_time_s: float = Field(10.0, gt=0)
     target_rse: float = Field(0.005, gt=0)
-    profile_iters: int = Field(20, ge=0)
     criterion: Literal["rse", "stdrel", "fixed"] = "rse"
     max_noise: float = Field(0.005, gt=0, allow_inf_nan=False)  # nvbench's stdrel default
     fixed_time_s: float = Field(3.0, ge=0, allow_inf_nan=False)  # trtexec --duration default
     fixed_samples: int = Field(10, ge=1)  # trtexec --iterations default
+    profile_iters: int = Field(20, ge=0)
 
     @field_validator("fixed_time_s")
     @classmethod
