@@ -58,7 +58,8 @@ class TimingConfig(BaseModel):
         "region)")
     warmup_s: float = Field(0.2, ge=0, le=MAX_TIMING_S, allow_inf_nan=False,
                             description="seconds of warm-up before sampling")
-    min_samples: int = Field(10, ge=2, le=1_000_000, description="take at least this many samples")
+    min_samples: int = Field(10, ge=2, le=1_000_000,
+                             description="take at least this many samples")
     min_time_s: float = Field(0.5, ge=0, le=MAX_TIMING_S, allow_inf_nan=False,
                               description="sample for at least this many seconds")
     max_time_s: float = Field(10.0, gt=0, le=MAX_TIMING_S, allow_inf_nan=False,
