@@ -98,3 +98,25 @@ def test_a_grouped_strided_conv_without_bias_is_a_conv_alone() -> None:
     assert g.nodes[0].params["stride"] == [2, 2] and g.nodes[0].params["dilation"] == [2, 2]
     assert list(t["y"].get_dim()) == list(spec.output_shape)
     assert t["y"].get_data_type() == cudnn.data_type.BFLOAT16
+
+
+def test_the_fidelity_benchmark_takes_the_cudnn_backend() -> None:
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("convbench_fidelity_cudnn",
+                                                  root / "benchmarks" / "fidelity.py")
+    assert spec and spec.loader
+    fidelity = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = fidelity  # dataclasses look their module up
+    spec.loader.exec_module(fidelity)
+    assert fidelity.parse_args(["--backend", "cudnn"]).backend == "cudnn"
+    assert fidelity.parse_args([]).backend == "torch"
+    meta = {"gpu": "H200", "command": "fidelity.py --backend cudnn", "date": "today",
+            "torch": "2.11", "cudnn": 91900, "driver": "13.0", "ncu_version": "2025.3",
+            "clocks_before": "n/a", "clocks_after": "n/a", "calls": 5,
+            "free_before_mib": 1.0, "free_after_mib": 1.0, "rss_before_mib": 1.0,
+            "rss_after_mib": 1.0, "ncu_wall_warm": 1.0, "ncu_wall_cold": 1.0,
+            "blocked": ["True"], "backend": "cudnn"}
+    md = fidelity.render([], meta, [])
+    assert "Backend: `cudnn`" in md and "cuDNN frontend's first usable plan" in md
