@@ -320,6 +320,7 @@ class CudnnEngine(Engine):
             plans.append(rec)
             try:
                 g.build_plan_at_index(i)
+                rec["workspace_bytes"] = int(g.get_workspace_size_plan_at_index(i))
             except (cudnn.cudnnGraphNotSupportedError, RuntimeError, ValueError,
                     NotImplementedError) as e:
                 text = _one_line(e)
@@ -330,7 +331,6 @@ class CudnnEngine(Engine):
             with contextlib.suppress(Exception):
                 rec["behavior_notes"] = [_enum_name(b) for b in
                                          g.get_behavior_notes_for_plan_at_index(i)]
-            rec["workspace_bytes"] = int(g.get_workspace_size_plan_at_index(i))
             if spec.workspace is not None and rec["workspace_bytes"] > spec.workspace:
                 rec["status"] = "skipped_workspace"
                 rec["error"] = (f"needs {rec['workspace_bytes']} workspace bytes, the case "
@@ -373,26 +373,25 @@ class CudnnEngine(Engine):
     def _time_plan(self, rec: dict[str, Any], ws: Any, ref: np.ndarray, images: int,
                    best_ms: float) -> None:
         """Check one plan against the reference, then time it: ``PLAN_REPLAYS`` replays of a
-        CUDA graph of back-to-back executions (one event pair each), median per execution."""
-        from bench.gpu.cuda import CudaError, capture_graph
+        CUDA graph of back-to-back executions (one event pair each), median per execution.
+        A plan that fails any step gets that step's status and error, and the search goes on."""
+        from bench.gpu.cuda import capture_graph
         from bench.gpu.timers import iters_for
         from bench.reference import rel_l2_error
 
         s, i = self._own_stream, rec["index"]
         ws_ptr = ws.ptr if ws is not None and rec["workspace_bytes"] else None
+        failures = (RuntimeError, self._cudnn.cudnnGraphNotSupportedError)  # CudaError too
 
         def run() -> None:
             self._execute(i, s.handle, ws_ptr)
 
         start, stop = self._device.event(), self._device.event()
+        step = "execute"
         try:
-            try:
-                run()  # the first execution loads modules; it is also the one checked
-                s.sync()
-                err = rel_l2_error(self._download(s, images), ref)
-            except (RuntimeError, CudaError, self._cudnn.cudnnGraphNotSupportedError) as e:
-                rec["status"], rec["error"] = "failed", _one_line(e)
-                return
+            run()  # the first execution loads modules; it is also the one checked
+            s.sync()
+            err = rel_l2_error(self._download(s, images), ref)
             rec["rel_err"] = None if math.isinf(err) else err
             tol = TOLERANCE[self.spec.precision]
             if not err <= tol:
@@ -409,19 +408,22 @@ class CudnnEngine(Engine):
                 for _ in range(iters):
                     run()
 
-            try:
-                graph = capture_graph(s, run_all)
-            except (RuntimeError, CudaError, ValueError,
-                    self._cudnn.cudnnGraphNotSupportedError) as e:
-                s.sync()
-                rec["status"], rec["error"] = "not_capturable", _one_line(e)
-                return
+            step = "capture"
+            graph = capture_graph(s, run_all)
+            step = "execute"
             try:
                 replays = [_elapsed_ms(s, start, stop, lambda: graph.launch(s)) / iters
                            for _ in range(PLAN_REPLAYS)]
             finally:
                 graph.close()
             rec["ms"], rec["timed_by"] = statistics.median(replays), f"graph x{iters}"
+        except (*failures, ValueError) as e:
+            if isinstance(e, ValueError) and step != "capture":
+                raise  # a wrong variant pack or shape: a bug here, not the plan's fault
+            with contextlib.suppress(Exception):
+                s.sync()
+            rec["status"] = "not_capturable" if step == "capture" else "failed"
+            rec["error"] = _one_line(e)
         finally:
             start.close()
             stop.close()
