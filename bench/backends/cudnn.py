@@ -115,6 +115,8 @@ class CudnnBackend(Backend):
             cudnn = _cudnn()
         except ImportError as e:
             return False, f"nvidia-cudnn-frontend is not installed ({e}) — {self.install_hint}"
+        except Exception as e:  # noqa: BLE001 - the frontend dlopens libcudnn at import
+            return False, f"nvidia-cudnn-frontend failed to import: {_one_line(e)}"
         from bench.gpu import cuda
 
         reason = cuda.unavailable_reason()
@@ -129,7 +131,7 @@ class CudnnBackend(Backend):
     def versions(self) -> dict[str, str]:
         try:
             cudnn = _cudnn()
-        except ImportError:
+        except Exception:  # noqa: BLE001 - not importable: available() says why
             return {}
         v = {"cudnn_frontend": str(cudnn.__version__)}
         lib = _backend_version(cudnn)
