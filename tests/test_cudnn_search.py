@@ -324,3 +324,13 @@ def test_bf16_data_reaches_the_library_as_bf16_bits() -> None:
     host = np.transpose(make_data(spec).x, (0, 2, 3, 1))
     assert np.array_equal(decode(x, "bf16"), host)  # NHWC, exact
     engine.close()
+
+
+def test_plans_past_the_search_budget_are_skipped_and_said_so(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backend_mod, "SEARCH_BUDGET_S", -1.0)
+    with pytest.raises(UnsupportedCase, match=r"\(2 skipped_budget\)") as e:
+        build([{"ms": 0.1}, {"ms": 0.2}])
+    plans = e.value.build_info.extra["plans"]  # type: ignore[attr-defined]
+    assert [p["status"] for p in plans] == ["skipped_budget"] * 2
+    assert "search budget" in plans[0]["error"]

@@ -54,6 +54,9 @@ PLAN_REPLAY_MS = 1.0
 PLAN_REPLAYS = 5
 #: a plan whose first execution is this many times slower than the best so far is timed once
 SLOW_PLAN_FACTOR = 10.0
+#: a safety net, not a tuning knob: plans not reached after this many seconds of one case's
+#: search (building runtime-compiled engines can take seconds each) are ``skipped_budget``
+SEARCH_BUDGET_S = 120.0
 _IO_TYPES = {"fp32": "FLOAT", "fp16": "HALF", "bf16": "BFLOAT16"}
 #: what ``status`` of a plan means (reports count them)
 PLAN_STATUS = {
@@ -65,6 +68,7 @@ PLAN_STATUS = {
     "wrong": "relative error above the precision's tolerance",
     "not_capturable": "its execution could not be captured in a CUDA graph",
     "failed": "execution failed",
+    "skipped_budget": f"not reached within the search budget ({SEARCH_BUDGET_S:g} s per case)",
 }
 
 
@@ -296,7 +300,8 @@ class CudnnEngine(Engine):
         g = self._graph
         rec: dict[str, Any] = {"index": i, "name": None, "engine_id": None, "mode": None,
                                "knobs": {}, "behavior_notes": [], "workspace_bytes": None,
-                               "ms": None, "rel_err": None, "timed_by": None,
+                               "build_s": None, "ms": None, "rel_err": None,
+                               "timed_by": None,
                                "status": "ok", "error": None}
         with contextlib.suppress(Exception):  # descriptive fields: never fail a plan for them
             rec["name"] = str(g.get_plan_name_at_index(i))
@@ -320,6 +325,10 @@ class CudnnEngine(Engine):
         for i in range(int(g.get_execution_plan_count())):
             rec = self._plan_record(i)
             plans.append(rec)
+            if time.perf_counter() - t0 > SEARCH_BUDGET_S:
+                rec["status"], rec["error"] = "skipped_budget", PLAN_STATUS["skipped_budget"]
+                continue
+            t_build = time.perf_counter()
             try:
                 g.build_plan_at_index(i)
                 rec["workspace_bytes"] = int(g.get_workspace_size_plan_at_index(i))
@@ -330,6 +339,8 @@ class CudnnEngine(Engine):
                     "unsupported"
                 rec["error"] = text
                 continue
+            finally:
+                rec["build_s"] = time.perf_counter() - t_build
             with contextlib.suppress(Exception):
                 rec["behavior_notes"] = [_enum_name(b) for b in
                                          g.get_behavior_notes_for_plan_at_index(i)]
@@ -343,6 +354,9 @@ class CudnnEngine(Engine):
         try:
             for rec in candidates:
                 if rec["status"] != "ok":
+                    continue
+                if time.perf_counter() - t0 > SEARCH_BUDGET_S:
+                    rec["status"], rec["error"] = "skipped_budget", PLAN_STATUS["skipped_budget"]
                     continue
                 self._time_plan(rec, ws, ref, images, best)
                 if rec["status"] == "ok" and rec["ms"] is not None:
@@ -445,7 +459,7 @@ class CudnnEngine(Engine):
             "plan_status": counts, "plans_usable": len(usable),
             "plans_skipped_workspace": counts.get("skipped_workspace", 0),
             "tactic_budget": {"replay_ms": PLAN_REPLAY_MS, "replays": PLAN_REPLAYS,
-                              "slow_factor": SLOW_PLAN_FACTOR},
+                              "slow_factor": SLOW_PLAN_FACTOR, "search_s": SEARCH_BUDGET_S},
             "search_s": search_s, "plans": plans,
         }
         self.info.extra = extra
