@@ -52,8 +52,11 @@ from bench.spec import ConvSpec
 PLAN_REPLAY_MS = 1.0
 #: replays per plan; the plan's time is their median per execution
 PLAN_REPLAYS = 5
-#: a plan whose first execution is this many times slower than the best so far is timed once
+#: a plan whose first execution is this many times slower than the best so far, and longer
+#: than SLOW_PLAN_MIN_MS, is timed once (an eager execution carries ~tens of µs of host launch
+#: overhead, so short plans are always timed in a graph)
 SLOW_PLAN_FACTOR = 10.0
+SLOW_PLAN_MIN_MS = 2.0
 #: a safety net, not a tuning knob: plans not reached after this many seconds of one case's
 #: search (building runtime-compiled engines can take seconds each) are ``skipped_budget``
 SEARCH_BUDGET_S = 120.0
@@ -415,7 +418,7 @@ class CudnnEngine(Engine):
                 rec["error"] = f"relative L2 error {err:.3g} above the tolerance {tol}"
                 return
             once = _elapsed_ms(s, start, stop, run)
-            if once > SLOW_PLAN_FACTOR * best_ms:
+            if once > max(SLOW_PLAN_FACTOR * best_ms, SLOW_PLAN_MIN_MS):
                 rec["ms"], rec["timed_by"] = once, "once"
                 return
             iters = iters_for(once, PLAN_REPLAY_MS, 1000)
@@ -459,7 +462,8 @@ class CudnnEngine(Engine):
             "plan_status": counts, "plans_usable": len(usable),
             "plans_skipped_workspace": counts.get("skipped_workspace", 0),
             "tactic_budget": {"replay_ms": PLAN_REPLAY_MS, "replays": PLAN_REPLAYS,
-                              "slow_factor": SLOW_PLAN_FACTOR, "search_s": SEARCH_BUDGET_S},
+                              "slow_factor": SLOW_PLAN_FACTOR, "slow_min_ms": SLOW_PLAN_MIN_MS,
+                              "search_s": SEARCH_BUDGET_S},
             "search_s": search_s, "plans": plans,
         }
         self.info.extra = extra
