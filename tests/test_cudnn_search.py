@@ -219,15 +219,26 @@ def fake_cudnn(outcomes: list[dict[str, Any]], spec: ConvSpec, device: FakeDevic
 
 
 @pytest.fixture(autouse=True)
-def fake_capture(monkeypatch: pytest.MonkeyPatch) -> None:
-    """capture_graph: a graph whose launch runs the captured work again."""
-    import bench.gpu.cuda as cuda
+def fake_graph_timer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The graph timer over the fake clock: a sample is K enqueues' clock time / K."""
 
-    def capture(stream: Any, enqueue: Any) -> Any:
-        enqueue()  # the fake library does the work at capture; only the clock matters
-        return types.SimpleNamespace(launch=lambda s: enqueue(), close=lambda: None)
+    class Source:
+        iters_per_sample = 4
+        info = {"blocked": True}
 
-    monkeypatch.setattr(cuda, "capture_graph", capture)
+        def __init__(self, engine: Any, stream: FakeStream, target_ms: float) -> None:
+            self.engine, self.stream = engine, stream
+
+        def __call__(self) -> float:
+            before = self.stream.clock[self.stream.handle]
+            for _ in range(self.iters_per_sample):
+                self.engine.enqueue(self.stream)
+            return (self.stream.clock[self.stream.handle] - before) / self.iters_per_sample
+
+        def close(self) -> None:
+            return None
+
+    monkeypatch.setattr(backend_mod, "_graph_source", Source)
 
 
 def build(outcomes: list[dict[str, Any]], spec: ConvSpec = SPEC,
@@ -260,7 +271,7 @@ def test_autotune_keeps_the_fastest_correct_plan_within_the_workspace() -> None:
     assert (extra["heuristic_index"], extra["fastest_index"], extra["chosen_index"]) == (0, 2, 2)
     p = extra["plans"]
     assert p[0]["ms"] == pytest.approx(0.05) and p[2]["ms"] == pytest.approx(0.03)
-    assert p[0]["timed_by"].startswith("graph x") and p[5]["timed_by"] == "once"
+    assert p[0]["timed_by"] == "graph x4" and p[5]["timed_by"] == "once"
     assert p[3]["rel_err"] > 1 and p[0]["rel_err"] < 1e-3
     assert p[1]["error"] == "CUDNN_STATUS_NOT_SUPPORTED" and p[2]["knobs"] == {"TILE_SIZE": 2}
     assert engine.info.layers[0]["tactic"] == "eng2"

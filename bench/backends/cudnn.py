@@ -4,8 +4,9 @@ tensors, through NVIDIA's cuDNN frontend Python API (PyPI ``nvidia-cudnn-fronten
 
 This is TensorRT's tactic search done in the open: cuDNN's heuristics (modes A and FALLBACK)
 rank the engine configurations that can run the graph; every plan is built, checked against the
-float64 reference and timed with a short budget (a CUDA graph of back-to-back executions, one
-event pair per replay); then the chosen plan is measured by convbench's timers like any engine.
+float64 reference and timed with a short budget by convbench's own graph timer (a few replays of
+a CUDA graph of back-to-back executions); then the chosen plan is measured by convbench's timers
+like any engine.
 ``spec.algo`` chooses: ``autotune`` keeps the fastest plan, ``heuristic`` cuDNN's first usable
 plan. Every plan (index, name, engine id, knobs, heuristic mode, behaviour notes, workspace,
 time, relative error, status) is recorded in ``BuildInfo.extra["plans"]``.
@@ -391,11 +392,11 @@ class CudnnEngine(Engine):
 
     def _time_plan(self, rec: dict[str, Any], ws: Any, ref: np.ndarray, images: int,
                    best_ms: float) -> None:
-        """Check one plan against the reference, then time it: ``PLAN_REPLAYS`` replays of a
-        CUDA graph of back-to-back executions (one event pair each), median per execution.
-        A plan that fails any step gets that step's status and error, and the search goes on."""
-        from bench.gpu.cuda import capture_graph
-        from bench.gpu.timers import iters_for
+        """Check one plan against the reference, then time it with convbench's graph timer
+        (``GraphSource``: back-to-back executions in one CUDA graph sized to about
+        ``PLAN_REPLAY_MS``, blocked launch, one event pair per replay): the median of
+        ``PLAN_REPLAYS`` replays per execution. A plan that fails any step gets that step's
+        status and error, and the search goes on."""
         from bench.reference import rel_l2_error
 
         s, i = self._own_stream, rec["index"]
@@ -421,21 +422,16 @@ class CudnnEngine(Engine):
             if once > max(SLOW_PLAN_FACTOR * best_ms, SLOW_PLAN_MIN_MS):
                 rec["ms"], rec["timed_by"] = once, "once"
                 return
-            iters = iters_for(once, PLAN_REPLAY_MS, 1000)
-
-            def run_all() -> None:
-                for _ in range(iters):
-                    run()
-
             step = "capture"
-            graph = capture_graph(s, run_all)
+            source = _graph_source(_PlanRun(self.spec, run), s, PLAN_REPLAY_MS)
             step = "execute"
             try:
-                replays = [_elapsed_ms(s, start, stop, lambda: graph.launch(s)) / iters
-                           for _ in range(PLAN_REPLAYS)]
+                replays = [source() for _ in range(PLAN_REPLAYS)]
             finally:
-                graph.close()
-            rec["ms"], rec["timed_by"] = statistics.median(replays), f"graph x{iters}"
+                source.close()
+            rec["ms"] = statistics.median(replays)
+            rec["timed_by"] = f"graph x{source.iters_per_sample}" + \
+                ("" if source.info.get("blocked") else " unblocked")
         except (*failures, ValueError) as e:
             if isinstance(e, ValueError) and step != "capture":
                 raise  # a wrong variant pack or shape: a bug here, not the plan's fault
@@ -547,6 +543,32 @@ class CudnnEngine(Engine):
         if self._own_stream is not None:
             self._own_stream.close()
             self._own_stream = None
+
+
+class _PlanRun(Engine):
+    """One plan of the search as an engine, for the graph timer (enqueue only)."""
+
+    device: DeviceKind = "cuda"
+
+    def __init__(self, spec: ConvSpec, run: Callable[[], None]) -> None:
+        super().__init__(spec, BuildInfo(build_s=0.0))
+        self._run = run
+
+    def _set_input_impl(self, x: np.ndarray) -> None:
+        return None
+
+    def _enqueue_impl(self, stream: StreamLike | None) -> None:
+        self._run()  # always on the search stream, which is the timer's stream
+
+    def _output_impl(self, stream: StreamLike | None) -> np.ndarray:
+        raise NotImplementedError
+
+
+def _graph_source(engine: Engine, stream: Any, target_ms: float) -> Any:
+    """convbench's graph timer over ``engine`` (warm L2)."""
+    from bench.gpu.timers import MAX_ITERS, GraphSource
+
+    return GraphSource(engine, stream, "warm", None, target_ms=target_ms, max_iters=MAX_ITERS)
 
 
 def _elapsed_ms(stream: Any, start: Any, stop: Any, work: Callable[[], None]) -> float:
