@@ -112,8 +112,10 @@ def test_fp32_without_tf32_keeps_fp32_accuracy(backend: Any, gpu: Any) -> None:
     assert rec["status"] == "ok", rec.get("error")
     extra = rec["build"]["extra"]
     assert extra["tf32"] is False
-    # TF32 has a 10-bit mantissa (errors ~1e-4 here); true fp32 is far below that
-    assert rec["check"]["rel_err"] < 1e-5, extra["chosen"]
+    # TF32 rounds inputs to a 10-bit mantissa (relative L2 error ~2e-4 for this conv); fp32
+    # arithmetic, Winograd or FFT included, stays far below that
+    assert rec["check"]["rel_err"] < 5e-5, extra["chosen"]
+    assert all(p["rel_err"] < 5e-5 for p in _usable(rec))
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
