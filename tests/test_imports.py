@@ -11,7 +11,7 @@ BLOCK = textwrap.dedent("""
     class Block(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
             if name.split('.')[0] in {'torch', 'tensorrt', 'tensorrt_rtx', 'cuda', 'pynvml',
-                                      'nvtx', 'triton', 'ray'}:
+                                      'nvtx', 'triton', 'ray', 'cudnn'}:
                 raise ImportError(f'blocked {name}')
     sys.meta_path.insert(0, Block())
 """)
@@ -22,7 +22,8 @@ def test_core_modules_import_without_gpu_libraries(cli_env: dict[str, str]) -> N
         import bench, bench.report, bench.stats, bench.suite, bench.store, bench.runner
         import bench.cli, bench.spec, bench.filter, bench.reference, bench.report.tables
         import bench.backends.registry, bench.backends.base
-        heavy = [m for m in sys.modules if m.split('.')[0] in {'torch', 'tensorrt', 'cuda'}]
+        heavy = [m for m in sys.modules
+                 if m.split('.')[0] in {'torch', 'tensorrt', 'cuda', 'cudnn'}]
         assert not heavy, heavy
         print('ok')
     """)
@@ -39,3 +40,4 @@ def test_doctor_explains_missing_backends(cli_env: dict[str, str]) -> None:
     assert out.returncode == 0, out.stderr
     assert "torch" in out.stdout and "not installed" in out.stdout
     assert "pip install 'trt-convbench[torch]'" in out.stdout
+    assert "cudnn" in out.stdout and "pip install 'trt-convbench[cudnn]'" in out.stdout

@@ -13,7 +13,7 @@ import statistics
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -68,6 +68,44 @@ def _set_tf32(torch: Any, enabled: bool) -> None:
         conv.fp32_precision = "tf32" if enabled else "ieee"
     else:
         torch.backends.cudnn.allow_tf32 = enabled
+
+
+def profile_kernels(run: Callable[[], None], sync: Callable[[], None], iters: int,
+                    cuda: bool = True) -> list[LayerTime]:
+    """Per-kernel times of ``iters`` calls of ``run`` from ``torch.profiler``: every CUDA kernel
+    the process launches (CUPTI sees all of them, whichever library launched them), or the
+    top-level ATen ops on the CPU. ``sync`` waits for the work before the profile closes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    iters = max(1, iters)
+    acts = [ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]
+    with warnings.catch_warnings(), _quiet_stderr():
+        # torch >= 2.6 warns on every first profile that events of earlier cycles are
+        # dropped: we run one cycle, so nothing is lost
+        warnings.filterwarnings("ignore", message=".*Profiler clears events.*")
+        with profile(activities=acts) as prof:
+            for _ in range(iters):
+                run()
+            sync()
+    times: dict[str, list[float]] = {}
+    for evt in prof.events():
+        if cuda:
+            if str(evt.device_type).endswith("CUDA") and getattr(evt, "is_user_annotation",
+                                                                 False) is False:
+                us = getattr(evt, "device_time", None)
+                if us is None:
+                    us = evt.cuda_time
+                times.setdefault(evt.name, []).append(us / 1e3)
+        elif evt.cpu_parent is None and evt.name.startswith("aten::"):
+            times.setdefault(evt.name, []).append(evt.cpu_time_total / 1e3)
+    if not times:
+        return []
+    per_inf = {n: statistics.median(v) * len(v) / iters for n, v in times.items()}
+    total = sum(per_inf.values()) or 1.0
+    return [LayerTime(name=n, median_ms=statistics.median(v), share=per_inf[n] / total,
+                      calls=max(1, round(len(v) / iters)),
+                      type="kernel" if cuda else "op")
+            for n, v in sorted(times.items(), key=lambda kv: -per_inf[kv[0]])]
 
 
 class TorchBackend(Backend):
@@ -229,44 +267,13 @@ class TorchEngine(Engine):
 
     def _layer_profile_impl(self, stream: StreamLike | None, iters: int) -> list[LayerTime]:
         """Per-kernel times from ``torch.profiler`` (GPU kernels on CUDA, ATen ops on CPU)."""
-        from torch.profiler import ProfilerActivity, profile
-
-        iters = max(1, iters)
         cuda = self.device == "cuda"
-        acts = [ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]
-        with warnings.catch_warnings(), _quiet_stderr():
-            # torch >= 2.6 warns on every first profile that events of earlier cycles are
-            # dropped: we run one cycle, so nothing is lost
-            warnings.filterwarnings("ignore", message=".*Profiler clears events.*")
-            prof = self._profile(profile, acts, iters, stream, cuda)
-        times: dict[str, list[float]] = {}
-        for evt in prof.events():
-            if cuda:
-                if str(evt.device_type).endswith("CUDA") and getattr(evt, "is_user_annotation",
-                                                                     False) is False:
-                    us = getattr(evt, "device_time", None)
-                    if us is None:
-                        us = evt.cuda_time
-                    times.setdefault(evt.name, []).append(us / 1e3)
-            elif evt.cpu_parent is None and evt.name.startswith("aten::"):
-                times.setdefault(evt.name, []).append(evt.cpu_time_total / 1e3)
-        if not times:
-            return []
-        per_inf = {n: statistics.median(v) * len(v) / iters for n, v in times.items()}
-        total = sum(per_inf.values()) or 1.0
-        return [LayerTime(name=n, median_ms=statistics.median(v), share=per_inf[n] / total,
-                          calls=max(1, round(len(v) / iters)),
-                          type="kernel" if cuda else "op")
-                for n, v in sorted(times.items(), key=lambda kv: -per_inf[kv[0]])]
 
-    def _profile(self, profile: Any, acts: list[Any], iters: int, stream: StreamLike | None,
-                 cuda: bool) -> Any:
-        with profile(activities=acts) as prof:
-            for _ in range(iters):
-                self.enqueue(stream)
+        def sync() -> None:
             if cuda:
                 self._stream(stream).synchronize()
-        return prof
+
+        return profile_kernels(lambda: self.enqueue(stream), sync, iters, cuda)
 
     def _close_impl(self) -> None:
         for g in self._graphs:

@@ -227,8 +227,40 @@ def correctness_findings(df: pd.DataFrame) -> list[Finding]:
         f"{worst['name']} with relative L2 error {worst['rel_err']:.2g}."))]
 
 
-def findings(df: pd.DataFrame, layers: pd.DataFrame) -> list[Finding]:
-    """All findings of a run, most important first."""
+#: name at most this many cases where cuDNN's heuristic choice is far from the fastest plan
+TACTIC_CASES = 10
+
+
+def tactic_findings(table: pd.DataFrame | None) -> list[Finding]:
+    """From ``bench.report.tactics.tactic_table``: how often cuDNN's heuristic choice (its first
+    usable plan) is the fastest plan, and each case where it is at least 10 % slower."""
+    if table is None or table.empty:
+        return []
+    t = table[table["heuristic / fastest"].notna()]
+    if t.empty:
+        return []
+    ratio = t["heuristic / fastest"].astype(float)
+    slow = t[ratio >= MIN_EFFECT].sort_values("heuristic / fastest", ascending=False)
+    out = [Finding("tactics", (
+        f"`cudnn`: cuDNN's heuristic choice is the fastest plan in "
+        f"{int((ratio <= 1.0).sum())} of {len(t)} cases and at least 10 % slower in "
+        f"{len(slow)} (median heuristic/fastest {_x(float(ratio.median()))}, worst "
+        f"{_x(float(ratio.max()))}; plan times from the short tactic budget)."))]
+    for _, r in slow.head(TACTIC_CASES).iterrows():
+        out.append(Finding("tactics", (
+            f"`{r['backend']}` {r['case']}: the heuristic's plan `{r['heuristic plan']}` takes "
+            f"{_ms(float(r['heuristic ms']))}, the fastest `{r['fastest plan']}` "
+            f"{_ms(float(r['fastest ms']))} ({_x(float(r['heuristic / fastest']))} the time; "
+            f"{r['usable']} usable plans).")))
+    if len(slow) > TACTIC_CASES:
+        out.append(Finding("tactics", f"… and {len(slow) - TACTIC_CASES} more cases where the "
+                           "heuristic's plan is at least 10 % slower (see the tactic table)."))
+    return out
+
+
+def findings(df: pd.DataFrame, layers: pd.DataFrame,
+             tactics: pd.DataFrame | None = None) -> list[Finding]:
+    """All findings of a run, most important first; ``tactics`` is the cudnn tactic table."""
     if df.empty:
         return []
     out: list[Finding] = []
@@ -239,4 +271,5 @@ def findings(df: pd.DataFrame, layers: pd.DataFrame) -> list[Finding]:
     out += workspace_findings(df)
     out += backend_findings(df)
     out += efficiency_findings(df)
+    out += tactic_findings(tactics)
     return out

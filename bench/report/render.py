@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.report import plots
+from bench.report import plots, tactics
 from bench.report.findings import findings, precision_pairs
 from bench.report.tables import Run, load
 
@@ -278,7 +278,9 @@ def build_blocks(run: Run, out: Path) -> list[Block]:
     ] + _interval_lines(df) + [
         "`% of bound`: the roofline bound max(FLOPs / peak FLOP/s, minimum bytes / bandwidth) "
         "divided by the measured median; 100 % is the hardware limit."]))
-    found = findings(df, run.layers)
+    plans = tactics.load_plans(run.dir)
+    tactic_table = tactics.tactic_table(plans, df)
+    found = findings(df, run.layers, tactic_table)
     blocks.append(Block("h2", "Findings"))
     blocks.append(Block("ul", [f.text for f in found]) if found else
                   Block("p", "No finding passed the evidence rules (differences larger than "
@@ -286,6 +288,7 @@ def build_blocks(run: Run, out: Path) -> list[Block]:
     blocks += [Block("h2", "Summary"), Block("table", summary_table(df), "summary")]
     for png, alt in _plots(run, out):
         blocks.append(Block("img", png, alt))
+    blocks += _tactic_blocks(df, run.layers, plans, tactic_table, out)
     ok = plots.ok_rows(df)
     if not ok.empty:
         blocks += [Block("h2", "Slowest cases"), Block("table", slowest_table(df), "slowest"),
@@ -298,6 +301,31 @@ def build_blocks(run: Run, out: Path) -> list[Block]:
     flags = _flag_lines(df)
     if flags:
         blocks += [Block("h2", "Flagged results"), Block("ul", flags)]
+    return blocks
+
+
+def _tactic_blocks(df: pd.DataFrame, layers: pd.DataFrame, plans: pd.DataFrame,
+                   tactic_table: pd.DataFrame, out: Path) -> list[Block]:
+    """Backends side by side (with kernel counts), and the cudnn tactic spread + its plot."""
+    blocks = []
+    side = tactics.backend_table(df, layers)
+    if not side.empty:
+        blocks += [Block("h2", "Backends side by side"),
+                   Block("p", "Median ms per case (a status where the case did not pass) and "
+                         "kernels per inference from each backend's per-layer profile "
+                         "(TensorRT: layers)."),
+                   Block("table", side, "backends")]
+    if not tactic_table.empty:
+        blocks += [Block("h2", "cuDNN plans (tactics)"),
+                   Block("p", "Every plan cuDNN's heuristics (modes A, FALLBACK) proposed was "
+                         "built, checked and timed with a short budget; `heuristic` is "
+                         "cuDNN's first usable plan, `chosen` the one measured (fastest for "
+                         "algo = autotune). Times in ms."),
+                   Block("table", tactic_table, "tactics")]
+        fig = tactics.tactic_figure(plans)
+        if fig is not None:
+            blocks.append(Block("img", plots.save(fig, out / "tactics"),
+                                "cuDNN plan times per case"))
     return blocks
 
 
