@@ -228,6 +228,7 @@ COMMAND_MODULES: list[str] = [
     "bench.export",
     "bench.calibrate",
     "bench.profile_cmd",
+    "bench.onnx_cmd",
 ]
 
 
