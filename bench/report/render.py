@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.report import model as model_rollup
 from bench.report import plots
 from bench.report.findings import findings
 from bench.report.tables import Run, load
@@ -249,10 +250,15 @@ def build_blocks(run: Run, out: Path) -> list[Block]:
     ] + ["`% of bound`: the roofline bound max(FLOPs / peak FLOP/s, minimum bytes / bandwidth) "
          "divided by the measured median; 100 % is the hardware limit."]))
     found = findings(df, run.layers)
+    rollup = model_rollup.rollup(run)  # None unless the suite came from a model
+    texts = (model_rollup.rollup_findings(rollup) if rollup else []) + [f.text for f in found]
     blocks.append(Block("h2", "Findings"))
-    blocks.append(Block("ul", [f.text for f in found]) if found else
+    blocks.append(Block("ul", texts) if texts else
                   Block("p", "No finding passed the evidence rules (differences larger than "
                         "the noise and than 10 %)."))
+    if rollup is not None:
+        blocks += [Block(kind, content, alt) for kind, content, alt in
+                   model_rollup.blocks(rollup)]
     blocks += [Block("h2", "Summary"), Block("table", summary_table(df), "summary")]
     for png, alt in _plots(run, out):
         blocks.append(Block("img", png, alt))
