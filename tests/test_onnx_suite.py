@@ -167,3 +167,41 @@ def test_asymmetric_and_same_upper_pads(tmp_path: Path) -> None:
     (layer,) = read_convs(path).layers
     assert (layer.fields["padding"], layer.fields["padding_end"]) == ([1, 0], [1, 1])
     assert parse_suite(suite_from_onnx(path)).cases[0].spec.output_shape == (1, 8, 5, 5)
+
+
+@pytest.mark.slow
+def test_from_onnx_run_report_end_to_end(exported: dict[str, tuple[Path, list[Any]]],
+                                         tmp_path: Path, cli_env: dict[str, str],
+                                         python: str) -> None:
+    """The issue's workflow on the CPU: from-onnx ResNet-18 → convbench run → report with the
+    model roll-up, whose total is Σ median × count of the stored records."""
+    import json
+    import subprocess
+
+    path, hooks = exported["resnet18"]
+    suite_file = tmp_path / "suites" / "resnet18.toml"
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run([python, "-m", "bench", *args], env=cli_env, capture_output=True,
+                           text=True, check=False, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        return r
+
+    cli("suite", "from-onnx", str(path), "-o", str(suite_file), "--batch", "1",
+        "--backend", "torch")
+    cli("run", str(suite_file), "--out", "results", "--warmup-s", "0", "--min-samples", "3",
+        "--min-time-s", "0.005", "--max-time-s", "0.05", "--profile-iters", "0",
+        "--no-progress", "--report")
+    (run_dir,) = (tmp_path / "results" / "resnet18").iterdir()
+    records = [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
+    suite = parse_suite(suite_file.read_text())
+    count = {c.key: c.count for c in suite.cases}
+    assert len(records) == len(suite.cases) == 15
+    assert all(r["status"] == "ok" for r in records), [r["error"] for r in records]
+    total = sum(r["stats"]["median"] * count[r["case_key"]] for r in records)
+    (report,) = (tmp_path / "reports" / "resnet18").glob("*/report.md")
+    md = report.read_text()
+    assert f"## Model: {path.name}" in md and f"{len(hooks)} Conv nodes, 15 unique layers" in md
+    row = next(line for line in md.splitlines() if line.startswith("| torch | fp32 | 15/15 |"))
+    assert abs(float(row.split("|")[4]) - total) <= 1e-3 * total
+    assert "## Model: top layers" in md
