@@ -333,13 +333,15 @@ def suite_from_onnx(path: str | Path, *, name: str | None = None, batch: int | N
     }
     if precisions:
         doc["sweep"] = {"precision": precisions}
-    cases = []
+    cases, labels = [], set()
     for u in unique:
         fields = dict(u.fields)
         if precisions or fields["precision"] == "fp32":
             fields.pop("precision")  # swept, or the default
-        cases.append({"label": short_label(u.nodes[0]), "count": u.count, "nodes": u.nodes,
-                      **fields})
+        label = short_label(u.nodes[0])
+        label = label if label not in labels else u.nodes[0]  # node names are unique
+        labels.add(label)
+        cases.append({"label": label, "count": u.count, "nodes": u.nodes, **fields})
     doc["cases"] = cases
     header = f"made by: {command}" if command else ""
     text = suite_text.dump(doc, header=header + ("\n" if header else "") +

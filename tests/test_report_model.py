@@ -34,14 +34,14 @@ MEDIANS = {("big", "fp32"): 2.0, ("big", "fp16"): 1.0, ("small", "fp32"): 0.2,
            ("small", "fp16"): 0.3}
 
 
-def _run(tmp_path: Path) -> Path:
-    text = _suite()
+def _run(tmp_path: Path, text: str | None = None) -> Path:
+    text = text or _suite()
     suite = parse_suite(text)
     store = RunStore.create(tmp_path / "results", "net", {"suite": "net", "suite_text": text,
                                                            "timing": {}, "host": {}})
     rng = np.random.default_rng(0)
     for c in suite.cases:
-        med = MEDIANS[(c.label, c.spec.precision)]
+        med = MEDIANS[(c.label, c.spec.precision)] * c.spec.batch
         ms = list(med * (1 + 0.001 * rng.standard_normal(30)))
         store.append({"case_index": c.index, "case_key": c.key, "label": c.label,
                       "name": c.name, "backend": "torch", "device": "cpu", "status": "ok",
@@ -81,3 +81,17 @@ def test_report_shows_the_roll_up(tmp_path: Path) -> None:
 def test_no_roll_up_for_a_plain_suite() -> None:
     root = Path(__file__).parent / "data" / "runs" / "quickstart-cpu-a"
     assert rollup(load(root)) is None
+
+
+def test_a_batch_sweep_set_on_a_model_suite_is_rolled_up_per_batch(tmp_path: Path) -> None:
+    from bench.suite_overrides import apply_sets
+
+    swept = apply_sets(parse_suite(_suite()), ["batch=1,4"])
+    assert [c.count for c in swept.cases] == [3, 3, 3, 3, 1, 1, 1, 1]  # counts survive --set
+    r = rollup(load(_run(tmp_path, swept.text)))
+    assert r is not None and r.config == ["batch", "precision"]
+    totals = {(row["batch"], row["precision"]): row["total_ms"]
+              for row in r.totals.to_dict("records")}
+    assert set(totals) == {(b, p) for b in (1, 4) for p in ("fp32", "fp16")}
+    assert abs(totals[(4, "fp32")] - 4 * 6.2) < 0.05
+    assert set(r.losses["batch"]) == {1, 4}
