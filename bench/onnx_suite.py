@@ -22,6 +22,8 @@ INSTALL_HINT = "pip install 'trt-convbench[onnx]'"
 #: ONNX TensorProto element types a case can be measured in
 _PRECISIONS = {1: "fp32", 10: "fp16", 16: "bf16"}  # FLOAT, FLOAT16, BFLOAT16
 _SHAPE_RE = re.compile(r"^\d+(x\d+)*$")
+#: convolution-like ops this reader does not turn into cases: counted and named in the suite
+OTHER_CONVS = ("ConvTranspose", "QLinearConv", "ConvInteger")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class ModelConvs:
     sha256: str
     inputs: dict[str, list[int]]  # graph input shapes used for inference
     layers: list[ConvLayer]
+    skipped: dict[str, int] = field(default_factory=dict)  # OTHER_CONVS op type → nodes
 
     def unique(self) -> list[UniqueLayer]:
         out: dict[tuple[Any, ...], UniqueLayer] = {}
@@ -189,8 +192,10 @@ def read_convs(path: str | Path, batch: int | None = None,
             consumers.setdefault(name, []).append(node)
     outputs = {o.name for o in model.graph.output}
     dynamic = {n: d for n, d in inputs.items() if not d or any(isinstance(v, str) for v in d)}
-    layers = []
+    layers, skipped = [], {}
     for i, node in enumerate(model.graph.node):
+        if node.op_type in OTHER_CONVS:
+            skipped[node.op_type] = skipped.get(node.op_type, 0) + 1
         if node.op_type != "Conv" or node.domain not in ("", "ai.onnx"):
             continue
         name = node.name or f"Conv_{i}"
@@ -201,9 +206,11 @@ def read_convs(path: str | Path, batch: int | None = None,
         _validate(fields, name, path)
         layers.append(ConvLayer(name, fields))
     if not layers:
-        raise BenchError(f"{path}: no 2-D Conv node in the model")
+        other = ", ".join(f"{n} {op}" for op, n in skipped.items())
+        raise BenchError(f"{path}: no 2-D Conv node in the model"
+                         + (f" (only {other}, which convbench does not read)" if other else ""))
     static = {n: [int(v) for v in d] for n, d in inputs.items() if n not in dynamic}
-    return ModelConvs(path=path, sha256=sha, inputs=static, layers=layers)
+    return ModelConvs(path=path, sha256=sha, inputs=static, layers=layers, skipped=skipped)
 
 
 def _conv_fields(node: Any, name: str, path: Path, shapes: dict[str, list[int | str]],
@@ -326,7 +333,9 @@ def suite_from_onnx(path: str | Path, *, name: str | None = None, batch: int | N
     doc: dict[str, Any] = {
         "name": name or suite_name(convs.path),
         "description": (f"The {len(convs.layers)} 2-D convolutions of {convs.path.name}: "
-                        f"{len(unique)} unique layer(s), each with its occurrence count"),
+                        f"{len(unique)} unique layer(s), each with its occurrence count"
+                        + "".join(f"; not included: {n} {op}" for op, n in
+                                  convs.skipped.items())),
         "backends": list(backends or ["tensorrt", "torch"]),
         "model": {"file": convs.path.name, "sha256": convs.sha256, "inputs": convs.inputs,
                   "conv_nodes": len(convs.layers)},

@@ -205,3 +205,18 @@ def test_from_onnx_run_report_end_to_end(exported: dict[str, tuple[Path, list[An
     row = next(line for line in md.splitlines() if line.startswith("| torch | fp32 | 15/15 |"))
     assert abs(float(row.split("|")[4]) - total) <= 1e-3 * total
     assert "## Model: top layers" in md
+
+
+def test_a_model_without_conv_names_what_it_has(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="up")
+    g = helper.make_graph([node], "g", [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8]),
+        helper.make_tensor_value_info("w", TensorProto.FLOAT, [4, 4, 2, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    path = tmp_path / "up.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(BenchError, match=r"up\.onnx: no 2-D Conv node in the model \(only 1 "
+                       r"ConvTranspose, which convbench does not read\)"):
+        read_convs(path)
