@@ -246,8 +246,9 @@ def _conv_fields(node: Any, name: str, path: Path, shapes: dict[str, list[int | 
     pads = list(a.get("pads", [0, 0, 0, 0]))
     auto = a.get("auto_pad", "NOTSET")
     if auto in ("SAME_UPPER", "SAME_LOWER"):
-        # onnx/defs/nn/defs.cc (convPoolShapeInference): output = ceil(in / stride); the odd
-        # pixel of the total pad goes to the end (UPPER) or the beginning (LOWER)
+        # onnx docs/Operators.md#Conv, auto_pad: output = ceil(in / stride), total pad =
+        # (out - 1) * stride + effective kernel - in (the formula of #MaxPool), the odd pixel
+        # at the end for SAME_UPPER and at the beginning for SAME_LOWER
         pads = [0, 0, 0, 0]
         for ax, size in enumerate((h, wd)):
             eff = dil[ax] * (kernel[ax] - 1) + 1
