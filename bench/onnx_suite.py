@@ -143,7 +143,8 @@ def _fix_inputs(model: Any, path: Path, batch: int | None,
 
 
 def _show(dims: list[int | str] | None) -> str:
-    return "x".join(str(d) for d in dims) if dims else "unknown"
+    """``[batch, 3, 224, 224]``: symbolic dimensions by their name, unknown ones as '?'."""
+    return "[" + ", ".join(str(d) for d in dims) + "]" if dims else "unknown"
 
 
 def _shapes(model: Any) -> tuple[dict[str, list[int | str]], dict[str, int]]:

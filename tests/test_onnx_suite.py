@@ -126,8 +126,8 @@ def test_dynamic_dims_need_an_input_shape(exported: dict[str, tuple[Path, list[A
     with pytest.raises(BenchError) as e:
         read_convs(path)
     msg = str(e.value)
-    assert msg.startswith(f"{path}: node '/conv1/Conv': input shape batchx3x64x96 is not "
-                          "static") and "--input-shape input:" in msg and "\n" not in msg
+    assert msg.startswith(f"{path}: node '/conv1/Conv': input shape [batch, 3, 64, 96] is "
+                          "not static") and "--input-shape input:" in msg and "\n" not in msg
     with pytest.raises(BenchError, match="--input-shape nope: .* has no input 'nope'"):
         read_convs(path, input_shapes={"nope": [1, 3, 8, 8]})
     with pytest.raises(BenchError, match="--input-shape input: 3 dimensions, but .* has 4"):
