@@ -76,8 +76,9 @@ def reference(spec: ConvSpec, data: ConvData, batch: int | None = None) -> np.nd
     x = data.x[:n].astype(np.float64)
     w = data.w.astype(np.float64)
     (ph, pw), (sh, sw), (dh, dw) = spec.padding, spec.stride, spec.dilation
+    eh, ew = spec.pad_end  # post padding (bottom, right): four-sided when asymmetric
     r, s = spec.kernel
-    x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    x = np.pad(x, ((0, 0), (0, 0), (ph, eh), (pw, ew)))
     # windows of the dilated kernel extent, then keep every dilation-th tap
     win = sliding_window_view(x, ((r - 1) * dh + 1, (s - 1) * dw + 1), axis=(2, 3))
     win = win[:, :, ::sh, ::sw, ::dh, ::dw][:, :, :spec.out_height, :spec.out_width]

@@ -89,6 +89,10 @@ class ConvSpec(BaseModel):
     kernel: tuple[int, int] = (3, 3)
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
+    #: post padding (bottom, right) when it differs from ``padding`` (top, left): the
+    #: asymmetric "four-sided" pads of exported models (ONNX ``pads`` = [top, left, bottom,
+    #: right]); None = the same as ``padding``
+    padding_end: tuple[int, int] | None = None
     dilation: tuple[int, int] = (1, 1)
     groups: int = 1
     bias: bool = True
@@ -133,6 +137,11 @@ class ConvSpec(BaseModel):
             data["padding"] = (er // 2, es // 2)
         else:
             data["padding"] = _pair(pad, "padding")
+        end = data.get("padding_end")
+        if end is not None:
+            end = _pair(end, "padding_end")
+            # symmetric written out is the plain case: one spelling, one key
+            data["padding_end"] = None if end == data["padding"] else end
         return data
 
     @model_validator(mode="after")
@@ -150,20 +159,23 @@ class ConvSpec(BaseModel):
                 raise ValueError(f"{name} must be positive, got {list(getattr(self, name))}")
         if min(self.padding) < 0:
             raise ValueError(f"padding must not be negative, got {list(self.padding)}")
+        if min(self.pad_end) < 0:
+            raise ValueError(f"padding_end must not be negative, got {list(self.pad_end)}")
         if self.in_channels % self.groups or self.out_channels % self.groups:
             raise ValueError(
                 f"in_channels ({self.in_channels}) and out_channels ({self.out_channels}) "
                 f"must be divisible by groups ({self.groups})"
             )
-        for axis, size, k, p, d in (("height", self.height, self.kernel[0], self.padding[0],
-                                     self.dilation[0]),
-                                    ("width", self.width, self.kernel[1], self.padding[1],
-                                     self.dilation[1])):
+        for axis, size, k, p, q, d in (("height", self.height, self.kernel[0], self.padding[0],
+                                        self.pad_end[0], self.dilation[0]),
+                                       ("width", self.width, self.kernel[1], self.padding[1],
+                                        self.pad_end[1], self.dilation[1])):
             eff = d * (k - 1) + 1
-            if eff > size + 2 * p:
+            if eff > size + p + q:
+                pads = f"2*{p}" if p == q else f"{p} + {q}"
                 raise ValueError(
                     f"kernel (effective {eff} with dilation {d}) is larger than the padded "
-                    f"{axis} ({size} + 2*{p})"
+                    f"{axis} ({size} + {pads})"
                 )
         if self.workspace is not None and self.workspace < 0:
             raise ValueError(f"workspace must not be negative, got {self.workspace}")
@@ -200,14 +212,23 @@ class ConvSpec(BaseModel):
         return self.precision
 
     @property
+    def pad_end(self) -> tuple[int, int]:
+        """Post padding (bottom, right): ``padding_end``, or ``padding`` when symmetric."""
+        return self.padding if self.padding_end is None else self.padding_end
+
+    @property
+    def asymmetric(self) -> bool:
+        return self.padding_end is not None
+
+    @property
     def out_height(self) -> int:
-        return (self.height + 2 * self.padding[0] - self.dilation[0] * (self.kernel[0] - 1)
-                - 1) // self.stride[0] + 1
+        return (self.height + self.padding[0] + self.pad_end[0]
+                - self.dilation[0] * (self.kernel[0] - 1) - 1) // self.stride[0] + 1
 
     @property
     def out_width(self) -> int:
-        return (self.width + 2 * self.padding[1] - self.dilation[1] * (self.kernel[1] - 1)
-                - 1) // self.stride[1] + 1
+        return (self.width + self.padding[1] + self.pad_end[1]
+                - self.dilation[1] * (self.kernel[1] - 1) - 1) // self.stride[1] + 1
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
@@ -259,8 +280,7 @@ class ConvSpec(BaseModel):
                  f"{self.height}x{self.width}", f"r{r}" if r == s else f"r{r}x{s}",
                  f"s{self.stride[0]}" if self.stride[0] == self.stride[1]
                  else f"s{self.stride[0]}x{self.stride[1]}",
-                 f"p{self.padding[0]}" if self.padding[0] == self.padding[1]
-                 else f"p{self.padding[0]}x{self.padding[1]}"]
+                 _pad_name(self.padding, self.padding_end)]
         if self.dilation != (1, 1):
             parts.append(f"d{self.dilation[0]}")
         if self.groups != 1:
@@ -284,7 +304,14 @@ class ConvSpec(BaseModel):
 
 #: fields added after results were first stored: left out of ``key`` while at their default,
 #: so a case's key (resume, compare, caches) is the same as in older runs
-KEY_OPTIONAL = ("algo", "timing_cache", "out_precision", "typing")
+KEY_OPTIONAL = ("algo", "timing_cache", "out_precision", "typing", "padding_end")
+
+
+def _pad_name(pre: tuple[int, int], end: tuple[int, int] | None) -> str:
+    """``p1``, ``p1x0``, or four-sided ``pt0l0b1r1`` (top, left, bottom, right)."""
+    if end is not None:
+        return f"pt{pre[0]}l{pre[1]}b{end[0]}r{end[1]}"
+    return f"p{pre[0]}" if pre[0] == pre[1] else f"p{pre[0]}x{pre[1]}"
 
 
 def _prod(shape: tuple[int, ...]) -> int:

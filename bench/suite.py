@@ -6,6 +6,7 @@ before any work starts.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import re
@@ -27,6 +28,9 @@ from bench.spec import ConvSpec
 from bench.timing import TimingSettings
 
 SPEC_FIELDS = frozenset(ConvSpec.model_fields)
+#: keys of a ``[[cases]]`` entry that describe the case, not the conv: kept out of ConvSpec and
+#: so out of the case key. ``count``/``nodes``: how often and where a model holds the layer
+CASE_META = frozenset({"label", "count", "nodes"})
 DEFAULT_MAX_CASES = 10_000
 #: a suite file is a few kilobytes; anything larger than this is not one (or is /dev/zero)
 MAX_SUITE_BYTES = 1 << 20
@@ -106,6 +110,17 @@ class TimingConfig(BaseModel):
                               fixed_samples=self.fixed_samples)
 
 
+class ModelInfo(BaseModel):
+    """``[model]``: the model a suite was made from (``convbench suite from-onnx``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: str = Field(min_length=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    inputs: dict[str, list[int]] = Field(default_factory=dict)  # the shapes it was read with
+    conv_nodes: int = Field(0, ge=0)  # 2-D Conv nodes in the model (sum of the cases' counts)
+
+
 class SuiteFile(BaseModel):
     """The schema of a suite file. Unknown keys are errors."""
 
@@ -120,6 +135,7 @@ class SuiteFile(BaseModel):
     zip: list[dict[str, list[Any]]] = Field(default_factory=list)
     cases: list[dict[str, Any]] = Field(default_factory=list)
     timing: TimingConfig = Field(default_factory=TimingConfig)
+    model: ModelInfo | None = None
 
     @field_validator("backends")
     @classmethod
@@ -158,8 +174,14 @@ class SuiteFile(BaseModel):
     @field_validator("cases")
     @classmethod
     def _case_keys(cls, cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        for c in cases:
-            _check_keys({k: v for k, v in c.items() if k != "label"})
+        for i, c in enumerate(cases):
+            _check_keys({k: v for k, v in c.items() if k not in CASE_META})
+            count = c.get("count", 1)
+            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+                raise ValueError(f"cases[{i}].count: must be a positive integer, got {count!r}")
+            nodes = c.get("nodes", [])
+            if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
+                raise ValueError(f"cases[{i}].nodes: must be a list of strings")
         return cases
 
     @field_validator("description")
@@ -194,6 +216,8 @@ class Case:
     spec: ConvSpec
     label: str = ""
     variant: str = ""  # the swept values of a labelled case, e.g. "batch=32"
+    count: int = 1  # occurrences of this layer in the model the suite came from
+    nodes: tuple[str, ...] = ()  # the model's node names of those occurrences
 
     @property
     def key(self) -> str:
@@ -217,6 +241,7 @@ class Suite:
     cases: tuple[Case, ...]
     path: Path | None = None
     text: str = ""
+    model: ModelInfo | None = None  # set when the suite was made from a model
 
 
 def load_suite(path: str | Path, max_cases: int = DEFAULT_MAX_CASES) -> Suite:
@@ -330,7 +355,8 @@ def parse_suite(text: str, source: str = "<suite>", max_cases: int = DEFAULT_MAX
     _check_timing(model, source)
     cases = _expand(model, source, max_cases)
     return Suite(name=model.name, description=model.description, backends=tuple(model.backends),
-                 timing=model.timing, cases=tuple(cases), path=path, text=text)
+                 timing=model.timing, cases=tuple(cases), path=path, text=text,
+                 model=model.model)
 
 
 def count_cases(model: SuiteFile) -> int:
@@ -348,7 +374,7 @@ def _expand(model: SuiteFile, source: str, max_cases: int) -> list[Case]:
         raise SuiteError(f"{source}: sweep expands to {n} cases, more than the limit of "
                          f"{max_cases} (raise it with --max-cases)")
     swept = set(model.sweep) | {k for g in model.zip for k in g}
-    bases: list[tuple[str, str, dict[str, Any]]] = []
+    bases: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = []
     if model.cases:
         for i, c in enumerate(model.cases):
             clash = sorted(swept & set(c))
@@ -362,10 +388,11 @@ def _expand(model: SuiteFile, source: str, max_cases: int) -> list[Case]:
                 _check_printable(label)
             except ValueError as e:
                 raise SuiteError(f"{source}: cases[{i}].label: {e}") from None
-            bases.append((f"cases[{i}]", label,
-                          {**model.defaults, **{k: v for k, v in c.items() if k != "label"}}))
+            meta = {"count": c.get("count", 1), "nodes": tuple(c.get("nodes", ()))}
+            bases.append((f"cases[{i}]", label, {**model.defaults, **{
+                k: v for k, v in c.items() if k not in CASE_META}}, meta))
     else:
-        bases.append(("defaults", "", dict(model.defaults)))
+        bases.append(("defaults", "", dict(model.defaults), {}))
     axes: list[list[dict[str, Any]]] = [
         [{k: v} for v in values] for k, values in model.sweep.items()
     ]
@@ -373,8 +400,8 @@ def _expand(model: SuiteFile, source: str, max_cases: int) -> list[Case]:
         keys = list(group)
         axes.append([dict(zip(keys, vals)) for vals in zip(*group.values())])
     out: list[Case] = []
-    seen: dict[str, int] = {}
-    for where, label, base in bases:
+    seen: dict[str, tuple[int, str]] = {}
+    for where, label, base, meta in bases:
         for combo in itertools.product(*axes):
             fields = dict(base)
             for part in combo:
@@ -389,11 +416,18 @@ def _expand(model: SuiteFile, source: str, max_cases: int) -> list[Case]:
                 raise SuiteError(f"{source}: {at}: {key + ': ' if key else ''}"
                                  f"{_one_line(_pydantic_msg(err))}") from None
             if spec.key in seen:
-                continue  # the same conv reached twice (e.g. padding 1 and "same"): run it once
-            seen[spec.key] = len(out)
+                # the same conv reached twice (e.g. padding 1 and "same"): run it once; two
+                # listed model layers that are the same conv add up their occurrences
+                at, first_where = seen[spec.key]
+                if meta and first_where != where:
+                    prev = out[at]
+                    out[at] = dataclasses.replace(prev, count=prev.count + meta["count"],
+                                                  nodes=prev.nodes + meta["nodes"])
+                continue
+            seen[spec.key] = (len(out), where)
             variant = ",".join(f"{k}={_fmt(v)}" for part in combo for k, v in part.items())
             out.append(Case(index=len(out), spec=spec, label=label,
-                            variant=variant if label else ""))
+                            variant=variant if label else "", **meta))
     return out
 
 

@@ -41,3 +41,20 @@ def test_doctor_explains_missing_backends(cli_env: dict[str, str]) -> None:
     assert "torch" in out.stdout and "not installed" in out.stdout
     assert "pip install 'trt-convbench[torch]'" in out.stdout
     assert "cudnn" in out.stdout and "pip install 'trt-convbench[cudnn]'" in out.stdout
+
+
+def test_model_modules_import_without_onnx_and_say_how_to_install(cli_env: dict[str, str],
+                                                                  tmp_path: object) -> None:
+    code = BLOCK.replace("'ray'}", "'ray', 'onnx'}") + textwrap.dedent("""
+        import bench.onnx_suite, bench.onnx_cmd, bench.suite_overrides, bench.rundirs
+        import bench.suite_text, bench.report.model
+        heavy = [m for m in sys.modules if m.split('.')[0] in {'torch', 'onnx'}]
+        assert not heavy, heavy
+        from bench.cli import main
+        raise SystemExit(main(['suite', 'from-onnx', 'model.onnx']))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], env=cli_env, capture_output=True,
+                         text=True, check=False, cwd=str(tmp_path))
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.strip() == ("convbench: error: reading ONNX models needs the onnx "
+                                  "package: pip install 'trt-convbench[onnx]'")

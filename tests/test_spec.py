@@ -80,6 +80,9 @@ def test_workspace_strings() -> None:
     (dict(in_channels=0), "in_channels must be positive"),
     (dict(stride=0), "stride must be positive"),
     (dict(padding=-1), "padding must not be negative"),
+    (dict(padding_end=[0, -1]), "padding_end must not be negative"),
+    (dict(padding_end=[1, 2, 3]), "padding_end must be an integer or a pair"),
+    (dict(kernel=11, padding=1, padding_end=[1, 0]), "larger than the padded height"),
     (dict(kernel=2, padding="same"), "odd effective kernel"),
     (dict(opt_level=7), "opt_level"),
     (dict(precision="fp4"), "precision"),
@@ -137,3 +140,17 @@ def test_new_fields_stay_out_of_the_key_at_their_defaults() -> None:
     # a floating-point precision's out_precision is itself: the same case
     assert ConvSpec(**base, precision="fp16", out_precision="fp16") == \
         ConvSpec(**base, precision="fp16")
+
+
+def test_four_sided_padding() -> None:
+    """ONNX pads [top, left, bottom, right] = [0, 0, 1, 1] on a stride-2 3x3 conv."""
+    base = dict(batch=1, in_channels=8, out_channels=8, height=9, width=9, stride=2)
+    s = ConvSpec(**base, padding=0, padding_end=[1, 1])
+    assert s.pad_end == (1, 1) and s.output_shape == (1, 8, 4, 4)
+    assert s.short_name() == "fp32-n1-c8-k8-9x9-r3-s2-pt0l0b1r1"
+    sym = ConvSpec(**base, padding=1)
+    # symmetric written out is the plain case: same key as before the field existed
+    assert ConvSpec(**base, padding=1, padding_end=1).key == sym.key
+    assert ConvSpec(**base, padding=1, padding_end=1).padding_end is None
+    assert "padding_end" not in sym.short_name() and s.key != sym.key
+    assert ConvSpec(**base, padding=1, padding_end=[2, 1]).out_height == 5

@@ -227,8 +227,15 @@ class TorchEngine(Engine):
     def _forward(self) -> Any:
         torch = _torch()
         s = self.spec
-        y = torch.nn.functional.conv2d(self._x, self._w, self._b, stride=s.stride,
-                                       padding=s.padding, dilation=s.dilation, groups=s.groups)
+        x, padding = self._x, s.padding
+        if s.asymmetric:
+            # conv2d pads symmetrically only: four-sided padding is an explicit pad first
+            # (what a torch user writes); the pad is part of the timed work
+            (top, left), (bottom, right) = s.padding, s.pad_end
+            x = torch.nn.functional.pad(x, (left, right, top, bottom))
+            padding = (0, 0)
+        y = torch.nn.functional.conv2d(x, self._w, self._b, stride=s.stride,
+                                       padding=padding, dilation=s.dilation, groups=s.groups)
         if s.activation == "relu":
             y = torch.relu_(y)
         return y

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.report import model as model_rollup
 from bench.report import plots, tactics
 from bench.report.findings import findings, precision_pairs
 from bench.report.tables import Run, load
@@ -281,10 +282,15 @@ def build_blocks(run: Run, out: Path) -> list[Block]:
     plans = tactics.load_plans(run.dir)
     tactic_table = tactics.tactic_table(plans, df)
     found = findings(df, run.layers, tactic_table)
+    rollup = model_rollup.rollup(run)  # None unless the suite came from a model
+    texts = (model_rollup.rollup_findings(rollup) if rollup else []) + [f.text for f in found]
     blocks.append(Block("h2", "Findings"))
-    blocks.append(Block("ul", [f.text for f in found]) if found else
+    blocks.append(Block("ul", texts) if texts else
                   Block("p", "No finding passed the evidence rules (differences larger than "
                         "the noise and than 10 %)."))
+    if rollup is not None:
+        blocks += [Block(kind, content, alt) for kind, content, alt in
+                   model_rollup.blocks(rollup)]
     blocks += [Block("h2", "Summary"), Block("table", summary_table(df), "summary")]
     for png, alt in _plots(run, out):
         blocks.append(Block("img", png, alt))
