@@ -204,7 +204,7 @@ def make_graph(cudnn: Any, spec: ConvSpec, handle: Any) -> tuple[Any, dict[str, 
     w = g.tensor(name="w", dim=list(spec.weight_shape), stride=nhwc_strides(spec.weight_shape),
                  data_type=io)
     y = g.conv_fprop(image=x, weight=w, pre_padding=list(spec.padding),
-                     post_padding=list(spec.padding), stride=list(spec.stride),
+                     post_padding=list(spec.pad_end), stride=list(spec.stride),
                      dilation=list(spec.dilation), compute_data_type=dt.FLOAT, name="conv")
     tensors = {"x": x, "w": w}
     if spec.bias:

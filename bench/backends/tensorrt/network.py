@@ -91,7 +91,11 @@ def define_network(trt: ModuleType, flavour: Flavour, network: Any, spec: ConvSp
     if conv is None:
         raise BuildFailed(f"add_convolution_nd refused {spec.short_name()}")
     conv.stride_nd = spec.stride
-    conv.padding_nd = spec.padding
+    if spec.padding_end is None:
+        conv.padding_nd = spec.padding
+    else:  # four-sided padding (an exported model's pads): TensorRT's pre/post padding
+        conv.pre_padding = spec.padding
+        conv.post_padding = spec.padding_end
     conv.dilation_nd = spec.dilation
     conv.num_groups = spec.groups
     conv.name = CONV_LAYER
