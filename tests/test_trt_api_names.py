@@ -64,6 +64,7 @@ TRT_MEMBERS = {
     "add_activation": "INetworkDefinition", "mark_output": "INetworkDefinition",
     "num_layers": "INetworkDefinition", "get_layer": "INetworkDefinition",
     "stride_nd": "IConvolutionLayer", "padding_nd": "IConvolutionLayer",
+    "pre_padding": "IConvolutionLayer", "post_padding": "IConvolutionLayer",
     "dilation_nd": "IConvolutionLayer", "num_groups": "IConvolutionLayer",
     "get_output": "ILayer", "type": "ILayer", "name": "ILayer",
     "dtype": "ITensor", "shape": "ITensor",
