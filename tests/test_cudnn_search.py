@@ -140,7 +140,9 @@ def fake_cudnn(outcomes: list[dict[str, Any]], spec: ConvSpec, device: FakeDevic
 
     class Graph:
         def __init__(self, **kw: Any) -> None:
-            self.plans = [types.SimpleNamespace(mode="heur_mode.A") for _ in outcomes]
+            # the ranked list drops the mode; backend_plan_entries() keeps it (as in 1.32)
+            self.plans = [types.SimpleNamespace(cpp_index=i, mode=None)
+                          for i in range(len(outcomes))]
             self.notes: list[Any] = []
 
         def tensor(self, name: str, **kw: Any) -> Tensor:
@@ -172,6 +174,10 @@ def fake_cudnn(outcomes: list[dict[str, Any]], spec: ConvSpec, device: FakeDevic
         def check_support(self) -> None:
             if all("refuse" in o for o in outcomes):
                 raise NotSupported("No execution plans support the graph.")
+
+        def backend_plan_entries(self) -> list[Any]:
+            return [types.SimpleNamespace(cpp_index=i, mode="heur_mode." + (
+                "FALLBACK" if o.get("ms", 0) >= 5 else "A")) for i, o in enumerate(outcomes)]
 
         def get_execution_plan_count(self) -> int:
             return len(outcomes)
@@ -274,6 +280,7 @@ def test_autotune_keeps_the_fastest_correct_plan_within_the_workspace() -> None:
     assert p[0]["timed_by"] == "graph x4" and p[5]["timed_by"] == "once"
     assert p[3]["rel_err"] > 1 and p[0]["rel_err"] < 1e-3
     assert p[1]["error"] == "CUDNN_STATUS_NOT_SUPPORTED" and p[2]["knobs"] == {"TILE_SIZE": 2}
+    assert [q["mode"] for q in p] == ["A"] * 5 + ["FALLBACK"]
     assert engine.info.layers[0]["tactic"] == "eng2"
     # the chosen plan runs on the caller's stream, with its own workspace
     s = device.stream()

@@ -300,7 +300,7 @@ class CudnnEngine(Engine):
             raise BuildFailed(f"cuDNN graph for {spec.short_name()}: {text}") from None
         return g, tensors
 
-    def _plan_record(self, i: int) -> dict[str, Any]:
+    def _plan_record(self, i: int, modes: dict[Any, str]) -> dict[str, Any]:
         g = self._graph
         rec: dict[str, Any] = {"index": i, "name": None, "engine_id": None, "mode": None,
                                "knobs": {}, "behavior_notes": [], "workspace_bytes": None,
@@ -314,9 +314,19 @@ class CudnnEngine(Engine):
             rec["engine_id"] = int(engine_id)
             rec["knobs"] = {_enum_name(k): int(v) for k, v in (knobs or {}).items()}
         with contextlib.suppress(Exception):
-            mode = g.plans[i].mode
-            rec["mode"] = None if mode is None else _enum_name(mode)
+            rec["mode"] = modes.get(g.plans[i].cpp_index)
         return rec
+
+    def _heuristic_modes(self) -> dict[Any, str]:
+        """C++ plan index → the heuristic mode (A, FALLBACK) that proposed it. The ranked list
+        (``graph.plans``) drops the mode tag; ``backend_plan_entries()`` (public, answered once
+        per graph) keeps it (cudnn/_pygraph.py ``backend_plan_entries``,
+        engines/heuristics.py ``_strip``)."""
+        try:
+            return {e.cpp_index: _enum_name(e.mode) for e in self._graph.backend_plan_entries()
+                    if e.cpp_index is not None and e.mode is not None}
+        except Exception:  # noqa: BLE001 - descriptive only
+            return {}
 
     def _search(self, ref: np.ndarray, images: int) -> tuple[list[dict[str, Any]], float]:
         """Build every plan, then check and time each usable one (the tactic search)."""
@@ -324,10 +334,11 @@ class CudnnEngine(Engine):
         t0 = time.perf_counter()
         tf32_filter = spec.precision == "fp32" and not spec.tf32
         plans = []
+        modes = self._heuristic_modes()
         # one plan at a time, not build_plans(build_plan_policy.ALL): that keeps only the
         # plans that built and drops each refusal's reason, which the record should show
         for i in range(int(g.get_execution_plan_count())):
-            rec = self._plan_record(i)
+            rec = self._plan_record(i, modes)
             plans.append(rec)
             if time.perf_counter() - t0 > SEARCH_BUDGET_S:
                 rec["status"], rec["error"] = "skipped_budget", PLAN_STATUS["skipped_budget"]
