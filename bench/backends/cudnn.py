@@ -154,6 +154,13 @@ class CudnnBackend(Backend):
     def _build_impl(self, spec: ConvSpec, data: ConvData, ctx: BuildContext) -> Engine:
         from bench.gpu import cuda
 
+        if spec.precision not in _IO_TYPES:
+            raise UnsupportedCase(f"cudnn backend: {spec.precision} (quantized, Q/DQ) graphs are "
+                                  "not built by this backend; it builds fp32, fp16 and bf16 "
+                                  "convolutions")
+        if spec.typing != "strong":
+            raise UnsupportedCase(f"cudnn backend: typing = {spec.typing!r} is a TensorRT "
+                                  "builder mode (fp32 network, lower precision allowed)")
         cudnn = _cudnn()
         device = cuda.Device(ctx.device_index)
         cc = device.info.cc
