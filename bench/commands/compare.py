@@ -24,8 +24,10 @@ STYLE = {"SLOW": "red", "FAILED": "red", "FAST": "green", "AMBIGUOUS": "yellow"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("base", type=Path, help="baseline run directory")
-    p.add_argument("new", type=Path, help="run directory to judge")
+    p.add_argument("base", help="baseline run directory (or latest~N)")
+    p.add_argument("new", help="run directory to judge (or latest)")
+    p.add_argument("--results", type=Path, default=Path("results"),
+                   help="results root that latest refers to (default: results)")
     p.add_argument("--threshold", type=parse_threshold, default=DEFAULT_THRESHOLD,
                    help="smallest change of the median that counts (default 5%%)")
     p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
@@ -38,7 +40,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    return run(base=args.base, new=args.new, threshold=args.threshold, alpha=args.alpha,
+    from bench.rundirs import resolve_run_dir
+
+    return run(base=resolve_run_dir(args.base, args.results),
+               new=resolve_run_dir(args.new, args.results), threshold=args.threshold,
+               alpha=args.alpha,
                allow_different_gpus=args.allow_different_gpus, plot=args.plot, csv=args.csv)
 
 

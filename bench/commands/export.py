@@ -10,7 +10,9 @@ from bench.text import plain
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", type=Path)
+    p.add_argument("run_dir", help="run directory, or latest / latest~N (under --results)")
+    p.add_argument("--results", type=Path, default=Path("results"),
+                   help="results root that latest refers to (default: results)")
     p.add_argument("--format", choices=FORMATS, default="csv", help="table format (csv)")
     p.add_argument("--out", type=Path, help="output folder (default RUN_DIR/export)")
     p.add_argument("--trtexec", action="store_true",
@@ -18,7 +20,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    return run(run_dir=args.run_dir, format=args.format, out=args.out, trtexec=args.trtexec)
+    from bench.rundirs import resolve_run_dir
+
+    return run(run_dir=resolve_run_dir(args.run_dir, args.results), format=args.format,
+               out=args.out, trtexec=args.trtexec)
 
 
 def run(*, run_dir: str | Path, format: str = "csv", out: str | Path | None = None,

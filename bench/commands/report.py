@@ -10,12 +10,16 @@ from bench.text import safe
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", type=Path)
+    p.add_argument("run_dir", help="run directory, or latest / latest~N (under --results)")
+    p.add_argument("--results", type=Path, default=Path("results"),
+                   help="results root that latest refers to (default: results)")
     p.add_argument("--out", type=Path, default=Path("reports"), help="reports root")
 
 
 def main(args: argparse.Namespace) -> int:
-    return run(run_dir=args.run_dir, out=args.out)
+    from bench.rundirs import resolve_run_dir
+
+    return run(run_dir=resolve_run_dir(args.run_dir, args.results), out=args.out)
 
 
 def run(*, run_dir: str | Path, out: str | Path = "reports") -> int:

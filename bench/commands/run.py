@@ -14,8 +14,15 @@ from bench.text import safe
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("suite", type=Path, help="suite TOML file")
-    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
+    p.add_argument("suite", type=Path, nargs="?", help="suite TOML file (or give --case)")
+    p.add_argument("--case", action="append", dest="cases", metavar="FIELDS",
+                   help="a one-off case instead of a suite file, e.g. \"batch=8,in_channels=64,"
+                        "out_channels=64,height=56,width=56,kernel=3,padding=1\" (repeatable)")
+    p.add_argument("--set", action="append", dest="sets", metavar="AXIS=V1,V2",
+                   help="replace or add a [sweep] axis of the suite, e.g. --set "
+                        "precision=fp16,fp32 (repeatable)")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue an interrupted run (a directory, or latest / latest~N)")
     p.add_argument("--filter", metavar="EXPR",
                    help="only cases matching, e.g. \"precision == 'fp16' and in_channels >= 64\"")
     p.add_argument("--shard", type=common_args.shard, metavar="I/N",
@@ -45,7 +52,8 @@ def add_scale_options(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    return run(suite=args.suite, backends=args.backends, out=args.out, resume=args.resume,
+    return run(suite=args.suite, cases=args.cases, sets=args.sets, backends=args.backends,
+               out=args.out, resume=args.resume,
                filter=args.filter, shard=args.shard, max_cases=args.max_cases,
                dry_run=args.dry_run, report=args.report, cache_dir=args.cache_dir,
                device=args.device, progress=not args.no_progress,
@@ -54,7 +62,9 @@ def main(args: argparse.Namespace) -> int:
                address=args.address)
 
 
-def run(*, suite: str | Path, backends: list[str] | None = None, out: str | Path = "results",
+def run(*, suite: str | Path | None = None, cases: list[str] | None = None,
+        sets: list[str] | None = None, backends: list[str] | None = None,
+        out: str | Path = "results",
         resume: str | Path | None = None, filter: str | None = None,
         shard: tuple[int, int] | None = None, max_cases: int | None = None,
         dry_run: bool = False, report: bool = False, cache_dir: str | Path | None = None,
@@ -64,10 +74,24 @@ def run(*, suite: str | Path, backends: list[str] | None = None, out: str | Path
     """Run ``suite``; ``timing`` overrides its ``[timing]`` keys (``None`` values are ignored).
     Returns the exit code (0, or 130 when interrupted with results kept)."""
     from bench.plan import make_plan
+    from bench.rundirs import resolve_run_dir
     from bench.runner import run_suite
     from bench.suite import DEFAULT_MAX_CASES, load_suite
+    from bench.suite_overrides import apply_sets, one_off_suite
 
-    the_suite = load_suite(suite, max_cases=max_cases or DEFAULT_MAX_CASES)
+    limit = max_cases or DEFAULT_MAX_CASES
+    if cases and suite is not None:
+        raise BenchError("--case: give either a suite file or --case, not both")
+    if cases:
+        the_suite = one_off_suite(cases, backends=backends, max_cases=limit)
+    elif suite is not None:
+        the_suite = load_suite(suite, max_cases=limit)
+    else:
+        raise BenchError("run: give a suite file or --case FIELDS")
+    if sets:
+        the_suite = apply_sets(the_suite, sets, max_cases=limit)
+    if resume is not None:
+        resume = resolve_run_dir(resume, Path(out))
     plan = make_plan(the_suite, backends=backends,
                      timing={k: v for k, v in (timing or {}).items() if v is not None},
                      out=Path(out), resume=Path(resume) if resume else None,
@@ -91,7 +115,7 @@ def run(*, suite: str | Path, backends: list[str] | None = None, out: str | Path
     con.print(f"results: {safe(summary.run_dir)}")
     if summary.interrupted:
         print(f"interrupted: {len(summary.records)} new record(s) kept in {summary.run_dir}; "
-              f"continue with: convbench run {suite} --resume {summary.run_dir}",
+              f"continue with: convbench run {suite or '--case ...'} --resume {summary.run_dir}",
               file=sys.stderr)
         return EXIT_INTERRUPTED
     if report and summary.run_dir:

@@ -31,20 +31,20 @@ PLAN_COLUMNS = ["case_index", "case_key", "name", "backend", "precision", "selec
                 "heuristic", "fastest"]
 
 
-def plan_rows(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per plan of every record that carries a plan list (``PLAN_COLUMNS``)."""
+def plan_rows(records: list[Any]) -> pd.DataFrame:
+    """One row per plan of every record (typed ``Record``) that carries a plan list
+    (``PLAN_COLUMNS``)."""
     rows = []
     for r in records:
-        extra = (r.get("build") or {}).get("extra") or {}
+        extra = r.build.extra if r.build is not None else {}
         plans = extra.get("plans")
         if not plans:
             continue
         for p in plans:
             i = p.get("index")
             rows.append({
-                "case_index": r.get("case_index"), "case_key": r.get("case_key"),
-                "name": r.get("name"), "backend": r.get("backend"),
-                "precision": (r.get("spec") or {}).get("precision"),
+                "case_index": r.case_index, "case_key": r.case_key,
+                "name": r.name, "backend": r.backend, "precision": r.spec.precision,
                 "selection": extra.get("selection"), "index": i, "plan": p.get("name"),
                 "mode": p.get("mode"), "status": p.get("status"), "ms": p.get("ms"),
                 "workspace_bytes": p.get("workspace_bytes"), "rel_err": p.get("rel_err"),
