@@ -41,7 +41,7 @@ def new_run_id() -> str:
 
 def check_schema(obj: dict[str, Any], where: str) -> None:
     found = obj.get("schema")
-    if found != SCHEMA_VERSION:
+    if type(found) is not int or found != SCHEMA_VERSION:  # true == 1 in Python, not here
         raise SchemaError(f"{where}: schema version {found!r}, this convbench reads version "
                           f"{SCHEMA_VERSION}; use the convbench version that wrote it")
 
@@ -235,8 +235,8 @@ def read_run_info(run_dir: Path) -> dict[str, Any]:
         raise BenchError(f"{path}: not found; is {run_dir} a convbench run directory?") from None
     except OSError as e:
         raise BenchError(f"{path}: cannot read ({e.strerror or e})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BenchError(f"{path}: not valid JSON ({e})") from None
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, int digits
+        raise BenchError(f"{path}: not valid JSON ({str(e)[:200]})") from None
     if not isinstance(info, dict):
         raise BenchError(f"{path}: not a convbench run file")
     check_schema(info, str(path))
@@ -250,6 +250,8 @@ def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
         raw = path.read_bytes()
     except FileNotFoundError:
         return
+    except OSError as e:  # a directory, unreadable
+        raise BenchError(f"{path}: cannot read ({e.strerror or e})") from None
     lines = raw.split(b"\n")
     tail = lines.pop()  # b"" when the file ends with a newline
     if tail:
@@ -260,7 +262,7 @@ def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
             continue
         try:
             obj = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # also nested 100 000 deep, a 5001-digit int
             raise BenchError(f"{path}:{n}: not valid JSON; the file is corrupted") from None
         if not isinstance(obj, dict):
             raise BenchError(f"{path}:{n}: not a JSON object")
