@@ -239,8 +239,8 @@ def read_run_info(run_dir: Path) -> dict[str, Any]:
         raise BenchError(f"{path}: not found; is {run_dir} a convbench run directory?") from None
     except OSError as e:
         raise BenchError(f"{path}: cannot read ({e.strerror or e})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BenchError(f"{path}: not valid JSON ({e})") from None
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, int digits
+        raise BenchError(f"{path}: not valid JSON ({str(e)[:200]})") from None
     if not isinstance(info, dict):
         raise BenchError(f"{path}: not a convbench run file")
     return upgrade(info, str(path))

@@ -55,10 +55,30 @@ def plain_text(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         import matplotlib
 
+        args = tuple(_printable(a) for a in args)
+        kwargs = {k: _printable(v) for k, v in kwargs.items()}
         with matplotlib.rc_context(PLAIN_TEXT):
             return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+#: the text columns a figure draws as labels
+LABEL_COLUMNS = ("name", "label", "backend")
+
+
+def _printable(v: Any) -> Any:
+    """A DataFrame with control characters in its label columns shown as escapes (a stored
+    ``\x1b[2J`` is drawn as those characters, not as a missing glyph and a raw-ESC warning)."""
+    if not isinstance(v, pd.DataFrame):
+        return v
+    from bench.text import escape_controls
+
+    cols = [c for c in LABEL_COLUMNS if c in v]
+    if not cols:
+        return v
+    return v.assign(**{c: v[c].map(lambda x: escape_controls(x) if isinstance(x, str) else x)
+                       for c in cols})
 
 
 def save(fig: Any, stem: Path) -> Path:

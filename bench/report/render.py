@@ -342,6 +342,12 @@ def write_report(run_dir: str | Path, out_root: str | Path = "reports") -> Path:
     from bench.paths import check_name, contained, staged_dir
 
     run = load(run_dir)
+    from bench.text import escape_controls
+
+    for col in ("name", "label", "error"):  # report.md is read in terminals too
+        if col in run.records:
+            run.records[col] = run.records[col].map(
+                lambda x: escape_controls(x) if isinstance(x, str) else x)
     suite = check_name(run.info.get("suite"), f"{Path(run_dir) / 'run.json'}: suite")
     src = Path(run_dir).resolve()
     final = contained(out_root, suite, src.name)
