@@ -34,6 +34,7 @@ TOP_N = 10  # rows in the slowest / least efficient tables
 # --- tables -------------------------------------------------------------------------------------
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     cols = {"case_index": "#", "name": "case", "backend": "backend", "status": "status",
+            "io_precision": "I/O", "layer_precision": "layers",
             "median_ms": "median ms", "interval_low_ms": "interval low",
             "interval_high_ms": "interval high", "interval_covers": "interval covers",
             "rse": "noise", "tflops": "TFLOP/s", "gbps": "GB/s",
@@ -42,6 +43,11 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     t = df[[c for c in cols if c in df]].rename(columns=cols).sort_values(["#", "backend"])
     if "flags" in t and not t["flags"].astype(bool).any():
         t = t.drop(columns="flags")
+    # I/O and layer precision only say something when they differ from the precision
+    if {"I/O", "layers"} <= set(t) and "precision" in df and (
+            (df["io_precision"] == df["precision"]) & (df["layer_precision"] == df["precision"])
+    ).all():
+        t = t.drop(columns=["I/O", "layers"])
     if "noise" in t:
         t["noise"] = t["noise"].map(lambda v: f"{v * 100:.2f}%" if pd.notna(v) else "")
     if "% of bound" in t and t["% of bound"].isna().all():

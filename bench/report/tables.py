@@ -60,6 +60,11 @@ def _flatten(r: Record) -> dict[str, Any]:
     row.update(build_s=b.build_s if b else None, plan_bytes=b.plan_bytes if b else None,
                cache_hit=b.cache_hit if b else None)
     row["algo"] = r.spec.algo
+    row["typing"] = r.spec.typing
+    # what crosses the network's boundary vs what the layers compute in (TensorRT may pick
+    # another layer precision under weak typing; int8/fp8 cases have fp32/fp16/bf16 I/O)
+    row["io_precision"] = r.spec.io_precision
+    row["layer_precision"] = layer_precision(r)
     chk = r.check
     row.update(rel_err=chk.rel_err if chk else None, check_passed=chk.passed if chk else None,
                check_images=chk.images if chk else None)
@@ -75,6 +80,24 @@ def _flatten(r: Record) -> dict[str, Any]:
     after = (r.clocks.after if r.clocks else None) or {}
     row["sm_clock_mhz"] = after.get("sm_mhz", after.get("sm_clock_mhz"))
     return row
+
+
+def layer_precision(r: Record) -> str:
+    """The precisions the engine's (non-reformat) layers run in, as TensorRT's inspector
+    reported them; without an inspector, the case's precision (strong typing) or what weak
+    typing allowed."""
+    seen: list[str] = []
+    for la in (r.build.layers if r.build is not None else []):
+        if la.get("reformat"):
+            continue
+        for p in la.get("precisions") or []:
+            if isinstance(p, str) and p not in seen:
+                seen.append(p)
+    if seen:
+        return "/".join(seen)
+    if r.spec.typing == "weak":
+        return f"{r.spec.precision} allowed (weak typing)"
+    return r.spec.precision
 
 
 def records_frame(records: list[Record]) -> pd.DataFrame:
