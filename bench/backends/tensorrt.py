@@ -661,6 +661,9 @@ class TensorRTEngine(Engine):
             return None
         inspector.execution_context = self._context
         text = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
+        # kept as TensorRT wrote it: ``convbench export --trtexec`` writes it back as
+        # trtexec's --exportLayerInfo file (samples/common/sampleReporting.cpp, v11.0, l. 556-560)
+        self.info.extra["inspector_json"] = text
         try:
             return parse_engine_info(text)
         except ValueError as e:
