@@ -25,22 +25,32 @@ if TYPE_CHECKING:  # pandas is imported where used: command modules load with ev
 FORMATS = ("csv", "parquet")
 
 
-def _frames(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _frames(run_dir: Path, fmt: str) -> dict[str, pd.DataFrame]:
+    """The run's three tables ready for ``fmt``: pairs stay lists in Parquet (a list<int64>
+    column) and become JSON lists (``[3, 3]``) in CSV; dicts (a layer's ``extra``) become JSON
+    text in both; missing values stay missing (empty CSV cells, Parquet nulls)."""
     from bench.report.tables import load
 
     run = load(run_dir)
-    records, layers = run.records.copy(), run.layers.copy()
-    # tuples (kernel, stride, ...) and dicts become strings: CSV and Parquet take plain columns
-    for df in (records, layers):
+    frames = {"records": run.records.copy(), "layers": run.layers.copy(),
+              "samples": run.samples.copy()}
+    for df in frames.values():
         for c in df.columns:
-            if df[c].map(lambda v: isinstance(v, (tuple, list, dict))).any():
-                df[c] = df[c].map(lambda v: json.dumps(list(v) if isinstance(v, tuple) else v)
-                                  if isinstance(v, (tuple, list, dict)) else v)
-    return records, layers
+            if df[c].dtype != object:
+                continue
+            seq = df[c].map(lambda v: isinstance(v, (tuple, list)))
+            if df[c].map(lambda v: isinstance(v, dict)).any():
+                df[c] = df[c].map(lambda v: json.dumps(v) if isinstance(v, dict) else v
+                                  ).astype("string")
+            elif seq.any():
+                df[c] = df[c].map(lambda v: (list(v) if fmt == "parquet" else json.dumps(list(v)))
+                                  if isinstance(v, (tuple, list)) else None)
+    return frames
 
 
 def export_tables(run_dir: str | Path, out_dir: str | Path, fmt: str = "csv") -> list[Path]:
-    """Write ``records.<fmt>`` and (when profiled) ``layers.<fmt>`` under ``out_dir``."""
+    """Write ``records.<fmt>``, ``layers.<fmt>`` (when profiled) and ``samples.<fmt>`` (long
+    format, when any samples) under ``out_dir``."""
     if fmt not in FORMATS:
         raise BenchError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
     if fmt == "parquet":
@@ -48,16 +58,16 @@ def export_tables(run_dir: str | Path, out_dir: str | Path, fmt: str = "csv") ->
             import pyarrow  # noqa: F401
         except ImportError:
             raise BenchError("Parquet export needs pyarrow: pip install pyarrow") from None
-    records, layers = _frames(Path(run_dir))
+    frames = _frames(Path(run_dir), fmt)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, df in (("records", records), ("layers", layers)):
-        if df.empty and name == "layers":
+    for name, df in frames.items():
+        if df.empty and name != "records":
             continue
         path = out / f"{name}.{fmt}"
         if fmt == "csv":
-            df.to_csv(path, index=False)
+            df.to_csv(path, index=False)  # pd.NA → an empty cell
         else:
             df.to_parquet(path, index=False)
         written.append(path)

@@ -176,7 +176,7 @@ def test_roofline_points_are_intensity_and_tflops() -> None:
     ax = fig.axes[0]
     ok = run.records[run.records["status"] == "ok"]
     pts = np.concatenate([c.get_offsets() for c in ax.collections])
-    want = ok[["intensity", "tflops"]].to_numpy()
+    want = ok[["intensity", "tflops"]].to_numpy(dtype=float)
     assert sorted(map(tuple, pts.round(6))) == sorted(map(tuple, want.round(6)))
     roofs = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
     assert sorted(max(ln.get_ydata()) for ln in roofs) == [494.5, 989.5]
@@ -203,7 +203,7 @@ def test_noise_plot_flags_unconverged_and_throttled() -> None:
     ax = fig.axes[0]
     ok = df[df["status"] == "ok"].sort_values(["case_index", "backend"])
     heights = [p.get_height() for p in ax.patches]
-    np.testing.assert_allclose(heights, ok["cov"] * 100)
+    np.testing.assert_allclose(heights, ok["cov_frac"] * 100)
     red = [p for p in ax.patches if p.get_facecolor()[:3] != ax.patches[0].get_facecolor()[:3]]
     assert len(red) == 2  # the noisy torch case and the throttled tensorrt case
     plots._plt().close(fig)

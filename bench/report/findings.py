@@ -140,8 +140,8 @@ def workspace_findings(df: pd.DataFrame) -> list[Finding]:
         if len(g) < 2:
             continue
         groups += 1
-        t = g["median_ms"].to_numpy(dtype=float)
-        w = g["workspace"].to_numpy(dtype=float)
+        t = g["median_ms"].to_numpy(dtype=float, na_value=np.nan)
+        w = g["workspace"].to_numpy(dtype=float, na_value=np.nan)
         rel = t / t[-1]
         k = len(t) - 1
         while k > 0 and abs(rel[k - 1] - 1) <= SAME_WITHIN:
@@ -220,8 +220,11 @@ def correctness_findings(df: pd.DataFrame) -> list[Finding]:
 
 def findings(df: pd.DataFrame, layers: pd.DataFrame) -> list[Finding]:
     """All findings of a run, most important first."""
+    from bench.report.tables import numpy_frame
+
     if df.empty:
         return []
+    df, layers = numpy_frame(df), numpy_frame(layers)
     out: list[Finding] = []
     out += correctness_findings(df)
     out += precision_findings(df, layers, "fp32", "fp16")
