@@ -80,9 +80,10 @@ _SRC = "TensorRT v11.0 samples/common/sampleReporting.cpp"
 
 
 def trtexec_times(samples_ms: list[float], iters_per_sample: int = 1) -> list[dict[str, float]]:
-    """trtexec ``--exportTimes`` entries, one per inference (``exportJSONTrace``, TensorRT v11.0 samples/common/sampleReporting.cpp lines
-    356-378: ``startEnqMs`` ... ``latencyMs``, latency = h2d + compute + d2h as in
-    ``InferenceTime::latency``, sampleReporting.h lines 59-62).
+    """trtexec ``--exportTimes`` entries, one per inference (``exportJSONTrace``, TensorRT
+    v11.0 samples/common/sampleReporting.cpp lines 356-378: ``startEnqMs`` ... ``latencyMs``,
+    latency = h2d + compute + d2h as in ``InferenceTime::latency``, sampleReporting.h lines
+    59-62).
 
     A convbench sample is one timed replay (graph mode) or loop (host mode) of
     ``iters_per_sample`` = K back-to-back inferences, stored as its per-inference mean: each
@@ -121,9 +122,9 @@ def profile_count(layers: list[Any], fallback: int) -> int:
 
 def trtexec_profile(layers: list[Any], count: int) -> list[dict[str, Any]]:
     """trtexec ``--exportProfile`` content, field for field as ``Profiler::exportJSONProfile``
-    (TensorRT v11.0 samples/common/sampleReporting.cpp lines 446-464) computes it from what was measured (sampleReporting.h lines
-    211-267): ``count`` = profiled inferences; per layer ``timeMs`` = the layer's total over
-    them (``getTotalTime(l)``), ``averageMs`` = total / number of its times (``getAvgTime``),
+    (TensorRT v11.0 samples/common/sampleReporting.cpp lines 446-464) computes it from what
+    was measured (sampleReporting.h lines 211-267): ``count`` = profiled inferences; per layer
+    ``timeMs`` = the layer's total over them (``getTotalTime(l)``), ``averageMs`` = total / number of its times (``getAvgTime``),
     ``medianMs`` = median of its per-inference times (``getMedianTime(l)``), ``percentage`` =
     its total / the sum of every layer's total × 100.
 

@@ -100,9 +100,9 @@ def alignment_findings(df: pd.DataFrame) -> list[Finding]:
     efficiency (% of the roofline bound, or TFLOP/s when no ceilings are known)."""
     ok = ok_rows(df)
     out = []
-    metric = "pct_of_bound" if "pct_of_bound" in ok and ok["pct_of_bound"].notna().any() \
+    metric = "bound_pct" if "bound_pct" in ok and ok["bound_pct"].notna().any() \
         else "tflops"
-    unit = "%" if metric == "pct_of_bound" else " TFLOP/s"
+    unit = "%" if metric == "bound_pct" else " TFLOP/s"
     for (backend, prec), g in ok[ok["precision"].isin(["fp16", "bf16"])].groupby(
             ["backend", "precision"], sort=True):
         g = g[g[metric].notna()]
@@ -193,13 +193,13 @@ def backend_findings(df: pd.DataFrame) -> list[Finding]:
 
 def efficiency_findings(df: pd.DataFrame) -> list[Finding]:
     ok = ok_rows(df)
-    if "pct_of_bound" not in ok or ok["pct_of_bound"].notna().sum() < 3:
+    if "bound_pct" not in ok or ok["bound_pct"].notna().sum() < 3:
         return []
     out = []
-    for backend, g in ok[ok["pct_of_bound"].notna()].groupby("backend", sort=True):
+    for backend, g in ok[ok["bound_pct"].notna()].groupby("backend", sort=True):
         parts = []
         for side in ("memory", "compute"):
-            s = g.loc[g["bound_by"] == side, "pct_of_bound"]
+            s = g.loc[g["bound_by"] == side, "bound_pct"]
             if len(s):
                 parts.append(f"{side}-bound cases reach a median {s.median():.0f} % "
                              f"(n={len(s)}, best {s.max():.0f} %)")

@@ -36,7 +36,7 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
             "median_ms": "median ms", "interval_low_ms": "interval low",
             "interval_high_ms": "interval high", "interval_covers": "interval covers",
             "rse_frac": "noise", "tflops": "TFLOP/s", "gbps": "GB/s",
-            "pct_of_bound": "% of bound", "rel_err": "rel err", "checked": "checked",
+            "bound_pct": "% of bound", "rel_err": "rel err", "checked": "checked",
             "build_s": "build s", "flag_names": "flags"}
     df = df.assign(checked=_checked(df))
     t = df[[c for c in cols if c in df]].rename(columns=cols).sort_values(["#", "backend"])
@@ -70,16 +70,16 @@ def slowest_table(df: pd.DataFrame, n: int = TOP_N) -> pd.DataFrame:
 def least_efficient_table(df: pd.DataFrame, n: int = TOP_N) -> pd.DataFrame:
     """Lowest % of the roofline bound; without ceilings (CPU run), lowest achieved TFLOP/s."""
     ok = plots.ok_rows(df)
-    if "pct_of_bound" in ok and ok["pct_of_bound"].notna().any():
-        ok = ok[ok["pct_of_bound"].notna()]
-        cols = ["name", "backend", "median_ms", "bound_ms", "bound_by", "pct_of_bound",
+    if "bound_pct" in ok and ok["bound_pct"].notna().any():
+        ok = ok[ok["bound_pct"].notna()]
+        cols = ["name", "backend", "median_ms", "bound_ms", "bound_by", "bound_pct",
                 "tflops", "intensity"]
-        t = ok.sort_values("pct_of_bound")[cols].head(n)
+        t = ok.sort_values("bound_pct")[cols].head(n)
     else:
         cols = ["name", "backend", "median_ms", "tflops", "intensity"]
         t = ok.sort_values("tflops")[cols].head(n)
     return t.rename(columns={"name": "case", "median_ms": "median ms", "bound_ms": "bound ms",
-                             "bound_by": "bound by", "pct_of_bound": "% of bound",
+                             "bound_by": "bound by", "bound_pct": "% of bound",
                              "tflops": "TFLOP/s", "intensity": "FLOP/B"})
 
 
@@ -287,7 +287,8 @@ def build_blocks(run: Run, out: Path) -> list[Block]:
     blocks.append(Block("h2", "What the numbers mean"))
     blocks.append(Block("ul", [
         f"`{m}`: {TIMING_DEFINITION.get(m, m)}; L2 "
-        f"{', '.join(sorted(df.loc[df['timer_mode'] == m, 'l2'].dropna().unique()))}." for m in modes
+        f"{', '.join(sorted(df.loc[df['timer_mode'] == m, 'l2'].dropna().unique()))}."
+        for m in modes
     ] + _interval_lines(df) + [
         "`% of bound`: the roofline bound max(FLOPs / peak FLOP/s, minimum bytes / bandwidth) "
         "divided by the measured median; 100 % is the hardware limit. FLOPs are the "

@@ -44,7 +44,7 @@ DTYPES = {
                               "interval_low_ms", "interval_high_ms", "pass_spread_pct",
                               "tflops", "gbps", "build_s", "rel_err", "check_coverage_frac",
                               "wall_s", "peak_tflops", "bandwidth_gbps", "bound_ms",
-                              "pct_of_bound", "share_frac", "total_ms", "ms")},
+                              "bound_pct", "share_frac", "total_ms", "ms")},
     **{c: "boolean" for c in ("bias", "tf32", "cache_hit", "check_passed", "converged",
                               "throttled")},
 }
@@ -59,7 +59,7 @@ class Run:
     info: dict[str, Any]
     records: pd.DataFrame
     layers: pd.DataFrame
-    peak: Peak | None = None  # roofline ceilings used for ``pct_of_bound`` (None: unknown)
+    peak: Peak | None = None  # roofline ceilings used for ``bound_pct`` (None: unknown)
     samples: pd.DataFrame = field(default_factory=lambda: samples_frame([]))
 
 
@@ -213,11 +213,11 @@ def layers_frame(rows: list[LayerRow]) -> pd.DataFrame:
 
 def add_roofline(df: pd.DataFrame, peak: Peak | None, gpu: dict[str, Any] | None) -> pd.DataFrame:
     """Columns ``ceiling`` (which precision's peak), ``peak_tflops``, ``bandwidth_gbps``,
-    ``bound_ms``, ``bound_by`` (compute/memory) and ``pct_of_bound`` (100 = at the hardware
+    ``bound_ms``, ``bound_by`` (compute/memory) and ``bound_pct`` (100 = at the hardware
     limit). All None for a CPU run or a GPU without known ceilings."""
     df = df.copy()
     cols = {c: [None] * len(df) for c in ("ceiling", "peak_tflops", "bandwidth_gbps",
-                                           "bound_ms", "bound_by", "pct_of_bound")}
+                                           "bound_ms", "bound_by", "bound_pct")}
     if peak is not None and not df.empty:
         for i, r in enumerate(df.itertuples(index=False)):
             if r.device != "cuda" or pd.isna(r.flops):
@@ -232,7 +232,7 @@ def add_roofline(df: pd.DataFrame, peak: Peak | None, gpu: dict[str, Any] | None
                 peak.bandwidth_gbps, b, side
             med = r.median_ms
             if med is not None and pd.notna(med) and med > 0:
-                cols["pct_of_bound"][i] = 100.0 * b / float(med)
+                cols["bound_pct"][i] = 100.0 * b / float(med)
     for c, v in cols.items():
         df[c] = pd.Series(v, index=df.index, dtype="string" if c in ("ceiling", "bound_by")
                           else "Float64")
