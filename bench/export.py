@@ -124,9 +124,9 @@ def trtexec_profile(layers: list[Any], count: int) -> list[dict[str, Any]]:
     """trtexec ``--exportProfile`` content, field for field as ``Profiler::exportJSONProfile``
     (TensorRT v11.0 samples/common/sampleReporting.cpp lines 446-464) computes it from what
     was measured (sampleReporting.h lines 211-267): ``count`` = profiled inferences; per layer
-    ``timeMs`` = the layer's total over them (``getTotalTime(l)``), ``averageMs`` = total / number of its times (``getAvgTime``),
-    ``medianMs`` = median of its per-inference times (``getMedianTime(l)``), ``percentage`` =
-    its total / the sum of every layer's total × 100.
+    ``timeMs`` = the layer's total over them (``getTotalTime(l)``), ``averageMs`` = total /
+    number of its times (``getAvgTime``), ``medianMs`` = median of its per-inference times
+    (``getMedianTime(l)``), ``percentage`` = its total / the sum of every layer's total × 100.
 
     ``layers``: convbench's layer rows (dicts or models). Rows stored before convbench kept
     ``times_ms``/``total_ms`` have only a median: their total is median × ``count`` and their
