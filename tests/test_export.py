@@ -336,3 +336,10 @@ def test_unknown_schema_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["export", str(run), "--out", str(tmp_path / "x")]) == 1
     err = capsys.readouterr().err
     assert "schema version 99" in err and err.count("\n") == 1
+
+
+def test_torch_kernel_calls_split_into_inferences() -> None:
+    from bench.backends.torch import _per_inference
+
+    assert _per_inference([1.0, 2.0, 3.0, 4.0], 2) == [3.0, 7.0]  # two calls per inference
+    assert _per_inference([1.0, 2.0, 3.0], 2) == []  # uneven: no guess
