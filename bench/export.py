@@ -201,10 +201,9 @@ def layer_info_from_kernels(rec: Any, layers: list[Any]) -> dict[str, Any]:
 
     spec = rec.spec
     prec = spec.precision
-    ordered = sorted(enumerate(layers), key=lambda il: (
-        (_layer_get(il[1], "extra") or {}).get("launch_order", il[0]), il[0]))
-    names = [str(_layer_get(la, "name")) for _, la in ordered]
-    kinds = [layer_kind(n, _layer_get(la, "type")) for n, (_, la) in zip(names, ordered)]
+    ordered = _launch_order(layers)
+    names = [str(_layer_get(la, "name")) for la in ordered]
+    kinds = [layer_kind(n, _layer_get(la, "type")) for n, la in zip(names, ordered)]
     conv_at = kinds.index("convolution") if "convolution" in kinds else 0
     out_doc = []
     current = _tensor("input", list(spec.input_shape), prec)
@@ -295,7 +294,9 @@ def export_trtexec(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
         _write_times(p, trtexec_times(r.samples_ms, k))
         written.append(p)
         row = layers.get((r.case_key, r.backend))
-        lay = list(row.layers) if row is not None else []
+        # execution order, as trtexec's profiler lists layers (in the order reported,
+        # sampleReporting.cpp lines 380-399); TREx joins profile and graph rows by position
+        lay = _launch_order(list(row.layers)) if row is not None else []
         if lay:
             p = out / f"{stem}.profile.json"
             _write_profile(p, trtexec_profile(lay, profile_count(lay, configured)))
@@ -307,6 +308,13 @@ def export_trtexec(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
         p.write_text("\n".join(notes) + "\n")
         written.append(p)
     return written
+
+
+def _launch_order(layers: list[Any]) -> list[Any]:
+    """Layers in execution order: torch's kernels by their recorded launch order (its profile
+    lists them by share); TensorRT's are stored in engine order already."""
+    return [la for _, la in sorted(enumerate(layers), key=lambda il: (
+        (_layer_get(il[1], "extra") or {}).get("launch_order", il[0]), il[0]))]
 
 
 def _write_graph(out: Path, stem: str, r: Any, lay: list[Any], notes: list[str]) -> list[Path]:

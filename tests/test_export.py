@@ -238,9 +238,13 @@ def _check_trex_keys(graph: dict, profile: list) -> None:
     assert len(kept) == len(profile) - 1
     # engine_plan.py lines 73-78: the keys it renames to latency.*
     assert all({"name", "timeMs", "averageMs", "medianMs", "percentage"} <= set(r) for r in kept)
-    # engine_plan.py lines 79-89: joined by position when the counts match, else by Name
-    assert [r["name"] for r in kept] == [la["Name"] for la in graph["Layers"]] or \
-        {r["name"] for r in kept} <= {la["Name"] for la in graph["Layers"]}
+    # engine_plan.py lines 79-89: joined by position when the counts match (so the orders must
+    # agree), else by Name
+    names = [la["Name"] for la in graph["Layers"]]
+    if len(kept) == len(names):
+        assert [r["name"] for r in kept] == names
+    else:
+        assert {r["name"] for r in kept} <= set(names)
 
 
 def test_torch_layer_info_has_the_inspector_layout_trex_reads(tmp_path: Path) -> None:
@@ -336,6 +340,24 @@ def test_unknown_schema_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["export", str(run), "--out", str(tmp_path / "x")]) == 1
     err = capsys.readouterr().err
     assert "schema version 99" in err and err.count("\n") == 1
+
+
+def test_profile_and_graph_list_kernels_in_launch_order(tmp_path: Path) -> None:
+    """torch's profile lists kernels by share; trtexec and TREx's positional join need the
+    execution order in both files."""
+    run = tmp_path / "run"
+    shutil.copytree(PROFILED, run)
+    rows = [json.loads(ln) for ln in (run / "layers.jsonl").read_text().splitlines()]
+    la = rows[0]["layers"]
+    la[0]["extra"]["launch_order"], la[1]["extra"]["launch_order"] = 1, 0  # relu first
+    (run / "layers.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    export_trtexec(run, tmp_path / "out")
+    rec = next(r for r in load_records(run) if r.case_key == rows[0]["case_key"])
+    stem = tmp_path / "out" / _stem(rec)
+    graph = json.loads(Path(f"{stem}.graph.json").read_text())
+    profile = json.loads(Path(f"{stem}.profile.json").read_text())
+    assert [la["Name"] for la in graph["Layers"]] == ["aten::relu_", "aten::conv2d"]
+    _check_trex_keys(graph, profile)
 
 
 def test_torch_kernel_calls_split_into_inferences() -> None:
