@@ -107,6 +107,17 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         run.close()
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]
+                                         ) -> None:
+    """pytest-benchmark's hook: the GPUs the session's convbench runs used (name, UUID,
+    compute capability, driver) as ``machine_info["gpu"]``; None on a CPU-only session."""
+    from bench.pytest_support import machine_gpu
+
+    run = config.stash.get(_RUN, None)
+    machine_info["gpu"] = machine_gpu(run.run_dirs() if run is not None else [])
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     run = config.stash.get(_RUN, None)
     if run is None or not run.run_dirs():

@@ -244,10 +244,23 @@ class ConvSpec(BaseModel):
 
     @property
     def flops(self) -> int:
-        """2·N·K·(C/g)·R·S·P·Q multiply-adds, plus N·K·P·Q bias adds when there is a bias."""
+        """The convolution's conventional count, 2·N·K·(C/g)·R·S·P·Q (a multiply and an add
+        per weight tap per output); bias and activation are counted apart
+        (:attr:`bias_flops`, :attr:`activation_flops`)."""
         n, k, p, q = self.output_shape
-        macs = n * k * (self.in_channels // self.groups) * self.kernel[0] * self.kernel[1] * p * q
-        return 2 * macs + (n * k * p * q if self.bias else 0)
+        return 2 * n * k * (self.in_channels // self.groups) * self.kernel[0] * self.kernel[1] \
+            * p * q
+
+    @property
+    def bias_flops(self) -> int:
+        """One add per output element, N·K·P·Q, when there is a bias; else 0."""
+        return _prod(self.output_shape) if self.bias else 0
+
+    @property
+    def activation_flops(self) -> int:
+        """One operation per output element (ReLU's max), N·K·P·Q, when there is an
+        activation; else 0."""
+        return _prod(self.output_shape) if self.activation != "none" else 0
 
     @property
     def bytes_min(self) -> int:

@@ -7,14 +7,15 @@ from pydantic import ValidationError
 
 from bench.spec import ConvSpec, parse_bytes
 
-# (description, spec fields, output (P, Q), FLOPs computed by hand: 2·N·K·(C/g)·R·S·P·Q + bias)
+# (description, spec fields, output (P, Q), FLOPs computed by hand: 2·N·K·(C/g)·R·S·P·Q; bias
+# adds are counted apart, see test_bias_and_activation_are_counted_apart)
 CASES = [
     ("resnet stem 7x7/2", dict(in_channels=3, out_channels=64, height=224, width=224, kernel=7,
                                 stride=2, padding=3, bias=False), (112, 112), 236_027_904),
     ("pointwise 1x1", dict(in_channels=64, out_channels=256, height=56, width=56, kernel=1,
                            bias=False), (56, 56), 102_760_448),
     ("3x3 same + bias, batch 2", dict(batch=2, in_channels=16, out_channels=32, height=8,
-                                      width=8, padding="same"), (8, 8), 1_179_648 + 4_096),
+                                      width=8, padding="same"), (8, 8), 1_179_648),
     ("depthwise 3x3", dict(in_channels=32, out_channels=32, groups=32, height=14, width=14,
                            padding=1, bias=False), (14, 14), 112_896),
     ("dilated 3x3 d2", dict(in_channels=8, out_channels=8, height=16, width=16, dilation=2,
@@ -30,7 +31,7 @@ CASES = [
                                      padding=[1, 0], bias=False), (6, 8), 73_728),
     ("1x1 on 1x1 (fc), batch 32", dict(batch=32, in_channels=2048, out_channels=1000,
                                        height=1, width=1, kernel=1), (1, 1),
-     131_072_000 + 32_000),
+     131_072_000),
     ("same 5x5 d2", dict(in_channels=4, out_channels=4, height=20, width=20, kernel=5,
                          dilation=2, padding="same", bias=False), (20, 20), 320_000),
 ]
@@ -41,6 +42,16 @@ def test_output_shape_and_flops(desc: str, fields: dict, pq: tuple[int, int], fl
     s = ConvSpec(**fields)
     assert (s.out_height, s.out_width) == pq
     assert s.flops == flops
+
+
+def test_bias_and_activation_are_counted_apart() -> None:
+    s = ConvSpec(batch=2, in_channels=16, out_channels=32, height=8, width=8, padding="same",
+                 activation="relu")
+    assert s.flops == 2 * 2 * 32 * 16 * 3 * 3 * 8 * 8  # the convolution only
+    assert s.bias_flops == 2 * 32 * 8 * 8  # one add per output element
+    assert s.activation_flops == 2 * 32 * 8 * 8
+    plain = ConvSpec(in_channels=32, out_channels=32, groups=32, height=14, width=14, bias=False)
+    assert plain.bias_flops == 0 and plain.activation_flops == 0
 
 
 def test_bytes_and_intensity_follow_precision() -> None:

@@ -111,6 +111,17 @@ def test_profiler_reports_to_per_layer_medians_with_reformats_labelled() -> None
     assert conv.share == pytest.approx(0.0512 / (0.0102 + 0.0512 + 0.0100))
 
 
+def test_profiler_reports_keep_every_measured_time_for_trtexecs_totals() -> None:
+    """As trtexec's Profiler keeps ``LayerProfile.timeMs`` (sampleReporting.h, v11.0, lines
+    187-191): one time per inference per layer, so exports give its totals and averages."""
+    raw = json.loads(_load("profiler_reports.json"))["reports"]
+    times = layer_times([[(n, ms) for n, ms in it] for it in raw])
+    for t in times:
+        want = [sum(ms for n, ms in it if n == t.name) for it in raw]
+        assert t.times_ms == pytest.approx(want)
+        assert t.iterations == len(raw) and t.total_ms == pytest.approx(sum(want))
+
+
 def test_profiler_without_inspector_still_labels_reformats_by_name() -> None:
     reports = [[("Reformatting CopyNode for Input Tensor 0 to conv", 0.01), ("conv", 0.03),
                 ("conv", 0.01)]]  # a layer reported twice in one inference is summed

@@ -77,7 +77,13 @@ class BuildInfo:
 
 @dataclass(frozen=True)
 class LayerTime:
-    """One layer (TensorRT) or kernel (torch) of a per-layer profile."""
+    """One layer (TensorRT) or kernel (torch) of a per-layer profile.
+
+    ``times_ms`` keeps what was measured, as trtexec's ``LayerProfile.timeMs`` does (TensorRT
+    samples/common/sampleReporting.h, v11.0, lines 187-191): the layer's time in each profiled
+    inference (all its calls summed); ``total_ms`` is their sum and ``iterations`` their count,
+    so exports give trtexec's totals, averages and medians. Profiles stored before these fields
+    have them empty/None."""
 
     name: str
     median_ms: float
@@ -85,6 +91,9 @@ class LayerTime:
     calls: int = 1
     type: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    total_ms: float | None = None  # summed over every profiled inference
+    iterations: int | None = None  # profiled inferences actually measured
+    times_ms: list[float] = field(default_factory=list)  # per inference, in order
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

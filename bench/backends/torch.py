@@ -87,25 +87,41 @@ def profile_kernels(run: Callable[[], None], sync: Callable[[], None], iters: in
             for _ in range(iters):
                 run()
             sync()
-    times: dict[str, list[float]] = {}
+    times: dict[str, list[tuple[float, float]]] = {}  # name -> (start, ms) per call
     for evt in prof.events():
+        tr = getattr(evt, "time_range", None)
+        start = float(tr.start) if tr is not None else 0.0
         if cuda:
             if str(evt.device_type).endswith("CUDA") and getattr(evt, "is_user_annotation",
                                                                  False) is False:
                 us = getattr(evt, "device_time", None)
                 if us is None:
                     us = evt.cuda_time
-                times.setdefault(evt.name, []).append(us / 1e3)
+                times.setdefault(evt.name, []).append((start, us / 1e3))
         elif evt.cpu_parent is None and evt.name.startswith("aten::"):
-            times.setdefault(evt.name, []).append(evt.cpu_time_total / 1e3)
+            times.setdefault(evt.name, []).append((start, evt.cpu_time_total / 1e3))
     if not times:
         return []
-    per_inf = {n: statistics.median(v) * len(v) / iters for n, v in times.items()}
+    calls = {n: [ms for _, ms in sorted(v)] for n, v in times.items()}
+    first = sorted(times, key=lambda n: min(t for t, _ in times[n]))
+    order = {n: i for i, n in enumerate(first)}  # launch order (the export's graph)
+    per_inf = {n: statistics.median(v) * len(v) / iters for n, v in calls.items()}
     total = sum(per_inf.values()) or 1.0
     return [LayerTime(name=n, median_ms=statistics.median(v), share=per_inf[n] / total,
                       calls=max(1, round(len(v) / iters)),
-                      type="kernel" if cuda else "op")
-            for n, v in sorted(times.items(), key=lambda kv: -per_inf[kv[0]])]
+                      type="kernel" if cuda else "op", extra={"launch_order": order[n]},
+                      total_ms=sum(v), iterations=iters,
+                      times_ms=_per_inference(v, iters))
+            for n, v in sorted(calls.items(), key=lambda kv: -per_inf[kv[0]])]
+
+
+def _per_inference(calls_ms: list[float], iters: int) -> list[float]:
+    """A kernel's calls (in launch order) summed per inference: ``iters`` values when every
+    inference launched it equally often, else [] (the split would be a guess)."""
+    if iters < 1 or len(calls_ms) % iters:
+        return []
+    c = len(calls_ms) // iters
+    return [sum(calls_ms[i * c:(i + 1) * c]) for i in range(iters)]
 
 
 class TorchBackend(Backend):

@@ -109,9 +109,9 @@ def alignment_findings(df: pd.DataFrame) -> list[Finding]:
     efficiency (% of the roofline bound, or TFLOP/s when no ceilings are known)."""
     ok = ok_rows(df)
     out = []
-    metric = "pct_of_bound" if "pct_of_bound" in ok and ok["pct_of_bound"].notna().any() \
+    metric = "bound_pct" if "bound_pct" in ok and ok["bound_pct"].notna().any() \
         else "tflops"
-    unit = "%" if metric == "pct_of_bound" else " TFLOP/s"
+    unit = "%" if metric == "bound_pct" else " TFLOP/s"
     for (backend, prec), g in ok[ok["precision"].isin(["fp16", "bf16"])].groupby(
             ["backend", "precision"], sort=True):
         g = g[g[metric].notna()]
@@ -149,8 +149,8 @@ def workspace_findings(df: pd.DataFrame) -> list[Finding]:
         if len(g) < 2:
             continue
         groups += 1
-        t = g["median_ms"].to_numpy(dtype=float)
-        w = g["workspace"].to_numpy(dtype=float)
+        t = g["median_ms"].to_numpy(dtype=float, na_value=np.nan)
+        w = g["workspace"].to_numpy(dtype=float, na_value=np.nan)
         rel = t / t[-1]
         k = len(t) - 1
         while k > 0 and abs(rel[k - 1] - 1) <= SAME_WITHIN:
@@ -202,13 +202,13 @@ def backend_findings(df: pd.DataFrame) -> list[Finding]:
 
 def efficiency_findings(df: pd.DataFrame) -> list[Finding]:
     ok = ok_rows(df)
-    if "pct_of_bound" not in ok or ok["pct_of_bound"].notna().sum() < 3:
+    if "bound_pct" not in ok or ok["bound_pct"].notna().sum() < 3:
         return []
     out = []
-    for backend, g in ok[ok["pct_of_bound"].notna()].groupby("backend", sort=True):
+    for backend, g in ok[ok["bound_pct"].notna()].groupby("backend", sort=True):
         parts = []
         for side in ("memory", "compute"):
-            s = g.loc[g["bound_by"] == side, "pct_of_bound"]
+            s = g.loc[g["bound_by"] == side, "bound_pct"]
             if len(s):
                 parts.append(f"{side}-bound cases reach a median {s.median():.0f} % "
                              f"(n={len(s)}, best {s.max():.0f} %)")
@@ -261,8 +261,11 @@ def tactic_findings(table: pd.DataFrame | None) -> list[Finding]:
 def findings(df: pd.DataFrame, layers: pd.DataFrame,
              tactics: pd.DataFrame | None = None) -> list[Finding]:
     """All findings of a run, most important first; ``tactics`` is the cudnn tactic table."""
+    from bench.report.tables import numpy_frame
+
     if df.empty:
         return []
+    df, layers = numpy_frame(df), numpy_frame(layers)
     out: list[Finding] = []
     out += correctness_findings(df)
     for slow, fast in precision_pairs():

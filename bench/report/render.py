@@ -37,11 +37,12 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
             "io_precision": "I/O", "layer_precision": "layers",
             "median_ms": "median ms", "interval_low_ms": "interval low",
             "interval_high_ms": "interval high", "interval_covers": "interval covers",
-            "rse": "noise", "tflops": "TFLOP/s", "gbps": "GB/s",
-            "pct_of_bound": "% of bound", "rel_err": "rel err", "build_s": "build s",
-            "flags": "flags"}
+            "rse_frac": "noise", "tflops": "TFLOP/s", "gbps": "GB/s",
+            "bound_pct": "% of bound", "rel_err": "rel err", "checked": "checked",
+            "build_s": "build s", "flag_names": "flags"}
+    df = df.assign(checked=_checked(df))
     t = df[[c for c in cols if c in df]].rename(columns=cols).sort_values(["#", "backend"])
-    if "flags" in t and not t["flags"].astype(bool).any():
+    if "flags" in t and not t["flags"].fillna("").astype(bool).any():
         t = t.drop(columns="flags")
     # I/O and layer precision only say something when they differ from the precision
     if {"I/O", "layers"} <= set(t) and "precision" in df and (
@@ -55,6 +56,17 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     return t
 
 
+def _checked(df: pd.DataFrame) -> pd.Series:
+    """The check's coverage per row: ``"1/32"`` (images of the batch compared with the
+    float64 reference), empty where nothing was checked."""
+    if "check_images" not in df:
+        return pd.Series([""] * len(df), index=df.index, dtype="string")
+    batch = df["check_batch"] if "check_batch" in df else df["batch"]
+    return pd.Series([f"{i}/{b}" if pd.notna(i) and pd.notna(b) else ""
+                      for i, b in zip(df["check_images"], batch)], index=df.index,
+                     dtype="string")
+
+
 def slowest_table(df: pd.DataFrame, n: int = TOP_N) -> pd.DataFrame:
     ok = plots.ok_rows(df)
     cols = ["name", "backend", "median_ms", "tflops", "gbps"]
@@ -65,16 +77,16 @@ def slowest_table(df: pd.DataFrame, n: int = TOP_N) -> pd.DataFrame:
 def least_efficient_table(df: pd.DataFrame, n: int = TOP_N) -> pd.DataFrame:
     """Lowest % of the roofline bound; without ceilings (CPU run), lowest achieved TFLOP/s."""
     ok = plots.ok_rows(df)
-    if "pct_of_bound" in ok and ok["pct_of_bound"].notna().any():
-        ok = ok[ok["pct_of_bound"].notna()]
-        cols = ["name", "backend", "median_ms", "bound_ms", "bound_by", "pct_of_bound",
+    if "bound_pct" in ok and ok["bound_pct"].notna().any():
+        ok = ok[ok["bound_pct"].notna()]
+        cols = ["name", "backend", "median_ms", "bound_ms", "bound_by", "bound_pct",
                 "tflops", "intensity"]
-        t = ok.sort_values("pct_of_bound")[cols].head(n)
+        t = ok.sort_values("bound_pct")[cols].head(n)
     else:
         cols = ["name", "backend", "median_ms", "tflops", "intensity"]
         t = ok.sort_values("tflops")[cols].head(n)
     return t.rename(columns={"name": "case", "median_ms": "median ms", "bound_ms": "bound ms",
-                             "bound_by": "bound by", "pct_of_bound": "% of bound",
+                             "bound_by": "bound by", "bound_pct": "% of bound",
                              "tflops": "TFLOP/s", "intensity": "FLOP/B"})
 
 
@@ -241,8 +253,8 @@ def _flag_lines(df: pd.DataFrame) -> list[str]:
         if not why and r.throttled:
             clk = f" (SM clock {r.sm_clock_mhz:g} MHz)" if pd.notna(r.sm_clock_mhz) else ""
             why.append(f"GPU clocks were throttled{clk}")
-        if not why and r.converged is False:
-            why.append(f"noise target not met (RSE {r.rse * 100:.2f}%)")
+        if not why and pd.notna(r.converged) and not r.converged:
+            why.append(f"noise target not met (RSE {r.rse_frac * 100:.2f}%)")
         if why:
             out.append(f"`{r.backend}` {r.name}: {'; '.join(why)}")
     return out
@@ -277,14 +289,18 @@ def build_blocks(run: Run, out: Path) -> list[Block]:
     blocks = [Block("h1", title), Block("ul", _env_lines(run))]
     if df.empty:
         return blocks + [Block("p", "No records in this run.")]
-    modes = sorted(m for m in df["mode"].dropna().unique())
+    modes = sorted(m for m in df["timer_mode"].dropna().unique())
     blocks.append(Block("h2", "What the numbers mean"))
     blocks.append(Block("ul", [
         f"`{m}`: {TIMING_DEFINITION.get(m, m)}; L2 "
-        f"{', '.join(sorted(df.loc[df['mode'] == m, 'l2'].dropna().unique()))}." for m in modes
+        f"{', '.join(sorted(df.loc[df['timer_mode'] == m, 'l2'].dropna().unique()))}."
+        for m in modes
     ] + _interval_lines(df) + [
         "`% of bound`: the roofline bound max(FLOPs / peak FLOP/s, minimum bytes / bandwidth) "
-        "divided by the measured median; 100 % is the hardware limit."]))
+        "divided by the measured median; 100 % is the hardware limit. FLOPs are the "
+        "convolution's 2·N·K·(C/g)·R·S·P·Q; bias adds and the activation are not in them.",
+        "`checked`: images of the batch compared with the float64 reference (e.g. 1/32: the "
+        "first image only); the rest of the batch ran but was not checked."]))
     plans = tactics.load_plans(run.dir)
     tactic_table = tactics.tactic_table(plans, df)
     found = findings(df, run.layers, tactic_table)

@@ -74,7 +74,11 @@ def inspect_engine(trt: ModuleType, engine: Any, context: Any) -> EngineLayout |
     inspector.execution_context = context
     text = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
     try:
-        return parse_engine_info(text)
+        layout = parse_engine_info(text)
+        # kept as TensorRT wrote it: ``convbench export --trtexec`` writes it back as
+        # trtexec's --exportLayerInfo file (samples/common/sampleReporting.cpp, v11.0, l. 556-560)
+        layout.raw_json = text
+        return layout
     except ValueError as e:
         log.warning("engine inspector output not understood: %s", e)
         return None
@@ -120,6 +124,7 @@ class TensorRTEngine(Engine):
             self.info.layers = [layer.to_json() for layer in self.layout.layers]
             self.info.extra["inspector_schema"] = self.layout.schema
             self.info.extra["tactics"] = self.layout.tactics()
+            self.info.extra["inspector_json"] = self.layout.raw_json
         sdt = storage_dtype(spec.io_precision)
         self._x = self._device.alloc(int(np.prod(spec.input_shape)) * sdt.itemsize)
         self._y = self._device.alloc(int(np.prod(spec.output_shape)) * sdt.itemsize)
