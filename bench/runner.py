@@ -81,7 +81,7 @@ def check_backend_names(names: list[str] | None) -> None:
 
     for i, name in enumerate(names or []):
         if name not in BACKENDS:
-            raise BenchError(f"--backend {name}: unknown backend (known: {', '.join(BACKENDS)})")
+            raise BenchError(f"--backend: unknown backend {name!r} (known: {', '.join(BACKENDS)})")
         if name in (names or [])[:i]:
             raise BenchError(f"--backend {name}: given twice")
 
