@@ -62,7 +62,7 @@ def test_two_concurrent_resumes_write_no_duplicates(tmp_path: Path,
              for _ in range(2)]
     results = [(p.pid, *p.communicate(timeout=300)) for p in procs]
     codes = [p.returncode for p in procs]
-    keys = [(r["case_key"], r["backend"]) for r in load_records(run_dir)]
+    keys = [(r.case_key, r.backend) for r in load_records(run_dir)]
     assert len(keys) == 24 and len(set(keys)) == 24  # every case once, no duplicate
     assert sorted(codes) == [0, 1], results
     loser = codes.index(1)

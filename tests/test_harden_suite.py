@@ -127,7 +127,8 @@ def test_reference_over_its_memory_budget_is_unsupported_before_allocating(
         tmp_path: Path) -> None:
     pytest.importorskip("torch")
     from bench.reference import REFERENCE_MAX_BYTES, reference_bytes
-    from bench.runner import RunOptions, run_suite
+    from bench.plan import make_plan
+    from bench.runner import run_suite
     from bench.spec import ConvSpec
 
     # one image's float64 windows: 4096 x 510 x 510 x 9 x 8 bytes ~ 72 GiB; the fp32 input
@@ -136,8 +137,8 @@ def test_reference_over_its_memory_budget_is_unsupported_before_allocating(
     assert reference_bytes(ConvSpec(**big), 1) > REFERENCE_MAX_BYTES
     text = ('name = "big"\n[defaults]\n' + "".join(f"{k} = {v}\n" for k, v in big.items())
             + "[timing]\nwarmup_s = 0.0\nmin_time_s = 0.0\nmax_time_s = 0.05\n")
-    summary = run_suite(parse_suite(text), RunOptions(out=tmp_path, progress=False, argv=["t"]))
+    summary = run_suite(make_plan(parse_suite(text), out=tmp_path, progress=False, argv=["t"]))
     (rec,) = summary.records
-    assert rec["status"] == "unsupported", rec
-    assert "float64 reference" in rec["error"] and "GiB" in rec["error"]
-    assert rec["wall_s"] < 5
+    assert rec.status == "unsupported", rec
+    assert "float64 reference" in rec.error and "GiB" in rec.error
+    assert rec.wall_s < 5
