@@ -12,7 +12,6 @@ root on the same GPU pick it up (``bench.roofline.ceilings``) instead of the dat
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from collections.abc import Callable
@@ -139,27 +138,3 @@ def calibrate(device: int = 0, out_root: str | Path = "results",
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2) + "\n")
     return path
-
-
-# --- CLI ----------------------------------------------------------------------------------------
-def register(sub: Any) -> None:
-    p = sub.add_parser("calibrate", help="measure this GPU's copy bandwidth and matmul TFLOP/s "
-                                         "for the roofline (needs torch with CUDA)")
-    p.add_argument("--device", type=int, default=0, help="CUDA device index")
-    p.add_argument("--out", type=Path, default=Path("results"),
-                   help="results root; writes OUT/calibration/<gpu-uuid>.json")
-    p.set_defaults(func=cmd_calibrate)
-
-
-def cmd_calibrate(args: argparse.Namespace) -> int:
-    path = calibrate(args.device, args.out)
-    doc = json.loads(path.read_text())
-    m = doc["measured"]
-    ds = doc.get("datasheet") or {}
-    print(f"{doc['gpu'].get('name')}: copy {m['copy_gbps']:.0f} GB/s"
-          + (f" (datasheet {ds['bandwidth_gbps']:g})" if ds else ""))
-    for prec, tf in m["tflops"].items():
-        sheet = (ds.get("tflops") or {}).get(prec) if ds else None
-        print(f"  {prec}: {tf:.1f} TFLOP/s" + (f" (datasheet {sheet:g})" if sheet else ""))
-    print(f"calibration: {path}")
-    return 0

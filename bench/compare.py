@@ -161,6 +161,11 @@ def compare_runs(base_dir: str | Path, new_dir: str | Path,
     _check_comparable(bi, ni, allow_different_gpus, base_dir, new_dir)
     base = {(r.case_key, r.backend): r for r in load_records(base_dir)}
     new = {(r.case_key, r.backend): r for r in load_records(new_dir)}
+    if not set(base) & set(new):
+        # every row would be NEW or GONE: a comparison of nothing must not pass a CI check
+        raise BenchError(f"compare: {base_dir} ({len(base)} results) and {new_dir} "
+                         f"({len(new)} results) have no case and backend in common; compare "
+                         "runs of the same suite")
     base_layers, new_layers = _layer_names(base_dir), _layer_names(new_dir)
     rows = []
     for key in list(base) + [k for k in new if k not in base]:
@@ -222,66 +227,6 @@ def write_plot(cmp: Comparison, path: Path) -> Path | None:
 
     fig = compare_figure(cmp.table, cmp.threshold)
     return None if fig is None else save(fig, path.with_suffix(""))
-
-
-# --- CLI ----------------------------------------------------------------------------------------
-def register(sub: Any) -> None:
-    p = sub.add_parser("compare", help="compare two runs: FAST / SLOW / SAME / AMBIGUOUS per "
-                                       "case; exit 1 if any case got slower or broke")
-    p.add_argument("base", type=Path, help="baseline run directory")
-    p.add_argument("new", type=Path, help="run directory to judge")
-    p.add_argument("--threshold", type=parse_threshold, default=DEFAULT_THRESHOLD,
-                   help="smallest change of the median that counts (default 5%%)")
-    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
-                   help="p-value below which the Mann-Whitney U test calls a change real "
-                        "(default 0.001)")
-    p.add_argument("--allow-different-gpus", action="store_true",
-                   help="compare runs made on different GPU models")
-    p.add_argument("--plot", type=Path, metavar="PNG", help="also write the comparison plot")
-    p.add_argument("--csv", type=Path, metavar="CSV", help="also write the table as CSV")
-    p.set_defaults(func=cmd_compare)
-
-
-def cmd_compare(args: argparse.Namespace) -> int:
-    cmp = compare_runs(args.base, args.new, threshold=args.threshold, alpha=args.alpha,
-                       allow_different_gpus=args.allow_different_gpus)
-    _print(cmp)
-    if args.csv:
-        cmp.table.to_csv(args.csv, index=False)
-    if args.plot:
-        path = write_plot(cmp, args.plot)
-        if path:
-            print(f"plot: {path}")
-    return 1 if cmp.regressed else 0
-
-
-def f(v: Any, fmt: str) -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
-
-
-def _print(cmp: Comparison) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    from bench.cli import _console
-
-    style = {"SLOW": "red", "FAILED": "red", "FAST": "green", "AMBIGUOUS": "yellow"}
-    t = Table(title=f"compare (threshold {cmp.threshold * 100:g} %, p < {cmp.alpha:g})")
-    left = ("case", "backend", "verdict", "kernels")
-    for col in ("case", "backend", "base ms", "new ms", "new/base", "p", "verdict", "kernels"):
-        t.add_column(col, justify="left" if col in left else "right")
-    for r in cmp.table.itertuples(index=False):
-        v = r.verdict
-        t.add_row(r.name, r.backend, f(r.base_median_ms, ".4f"), f(r.new_median_ms, ".4f"),
-                  f(r.ratio, ".3f"), f(r.p_value, ".1g"),
-                  f"[{style[v]}]{v}[/]" if v in style else v,
-                  escape(r.kernel_diff or r.kernels))
-    out = _console()
-    out.print(t)
-    out.print(", ".join(f"{k}: {v}" for k, v in sorted(cmp.counts().items())))
-    note = kernel_note(cmp)
-    if note:
-        out.print(note)
 
 
 def kernel_note(cmp: Comparison) -> str:

@@ -51,7 +51,7 @@ def check_backend_names(names: list[str], prefix: str = "--") -> list[str]:
 
     unknown = [n for n in names if n not in BACKENDS]
     if unknown:
-        raise BenchError(f"{prefix}backend {unknown[0]}: unknown backend (known: "
+        raise BenchError(f"{prefix}backend: unknown backend {unknown[0]!r} (known: "
                          f"{', '.join(BACKENDS)})")
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
@@ -171,7 +171,14 @@ def check_resume(plan: RunPlan) -> None:
     if old.get("suite_text") != plan.suite.text:
         raise BenchError(f"{run_dir}: was made from a different suite text than "
                          f"{plan.suite.path}; start a new run instead of --resume")
-    if old.get("timing") not in (None, plan.timing.model_dump()):
+    before_timing = old.get("timing")
+    if isinstance(before_timing, dict):
+        # keys added to [timing] since that run was made take their defaults
+        try:
+            before_timing = TimingConfig.model_validate(before_timing).model_dump()
+        except ValidationError:
+            pass
+    if before_timing not in (None, plan.timing.model_dump()):
         raise BenchError(f"{run_dir}: was measured with other timing settings "
                          f"({old.get('timing')}); resume with the same options")
     before = set(old.get("backends") or {}) | set(old.get("unavailable_backends") or {})

@@ -11,16 +11,16 @@ GPU-timed numbers. A failed check or build fails the test; an unsupported case i
 its reason. Hand-written tests use the ``conv_benchmark`` fixture.
 
 The plugin loads in every pytest run once convbench is installed, so it does nothing unless a
-suite file is collected or ``conv_benchmark`` is used: this module imports nothing heavy, and a
-``.toml`` file is collected only when named on the command line (never found by directory
-recursion, so ``pyproject.toml`` is left alone).
+suite file is collected or ``conv_benchmark`` is used: this module imports nothing heavy (only
+``pytest_addoption`` reads ``bench.suite.TimingConfig``, which brings pydantic and numpy, to
+generate the ``--convbench-<timing>`` options), and a ``.toml`` file is collected only when named
+on the command line (never found by directory recursion, so ``pyproject.toml`` is left alone).
 
 PYTEST_DONT_REWRITE: no asserts here; the module may be imported before pytest loads it.
 """
 
 from __future__ import annotations
 
-import argparse
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from bench.cli import add_timing_args, timing_overrides
+from bench.commands import common_args
 
 if TYPE_CHECKING:
     from bench.backends.base import Backend
@@ -39,43 +39,27 @@ if TYPE_CHECKING:
     from bench.suite import Case
 
 _RUN = pytest.StashKey["PytestRun"]()
-_PREFIX = "convbench_"
 
 
 # --- options -------------------------------------------------------------------------------------
-class _PrefixedGroup:
-    """Adapts pytest's option group to the argparse calls of ``bench.cli.add_timing_args``, so
-    the timing options are defined once and read ``--convbench-min-time-s`` etc. here."""
-
-    def __init__(self, group: Any) -> None:
-        self._group = group
-
-    def add_argument_group(self, *args: Any, **kwargs: Any) -> _PrefixedGroup:
-        return self
-
-    def add_argument(self, flag: str, **kwargs: Any) -> None:
-        self._group.addoption("--convbench-" + flag.lstrip("-"), **kwargs)
+_PREFIX = "convbench-"  # --convbench-backend, --convbench-min-time-s ...
+_DEST = _PREFIX.replace("-", "_")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("convbench", "convbench (suite files as benchmarks)")
     g.addoption("--convbench-suite", action="append", default=[], metavar="PATH",
                 help="collect this suite file too (same as naming it as an argument)")
-    g.addoption("--convbench-out", default="results", metavar="DIR",
-                help="results root: one run directory per suite per session (default: results)")
-    g.addoption("--convbench-backend", action="append", default=None, metavar="NAME",
-                help="backend to run (repeatable; default: the suite's backends)")
-    g.addoption("--convbench-cache-dir", default=None, metavar="DIR",
-                help="engine/timing caches (default OUT/.cache)")
-    g.addoption("--convbench-device", type=int, default=0, help="CUDA device index")
-    add_timing_args(_PrefixedGroup(g))  # type: ignore[arg-type]
+    # the option groups of `convbench run`, defined once in bench.commands.common_args
+    common_args.add_target_options(g.addoption, prefix=_PREFIX)
+    common_args.add_timing_options(g.addoption, prefix=_PREFIX)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "convbench: a convbench case (a suite file's case × "
                                        "backend, or a test using conv_benchmark)")
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU")
-    _check_timing_options(config)
+    _timing_overrides(config)  # a bad --convbench-min-samples etc. stops pytest before it starts
     base = config.invocation_params.dir
     known = {(base / a.split("::")[0]).resolve() for a in config.args}
     for s in config.getoption("convbench_suite") or []:
@@ -85,27 +69,17 @@ def pytest_configure(config: pytest.Config) -> None:
             known.add(path)
 
 
-def _timing_options(config: pytest.Config) -> dict[str, Any]:
-    ns = argparse.Namespace(**{k.removeprefix(_PREFIX): v for k, v in vars(config.option)
-                               .items() if k.startswith(_PREFIX)})
-    return timing_overrides(ns)
-
-
-def _check_timing_options(config: pytest.Config) -> None:
-    """A bad ``--convbench-*`` timing value is a usage error of the whole session (one line),
-    validated by the run plan's own check; only when such an option is given, so a session
-    without convbench options imports nothing more."""
-    overrides = _timing_options(config)
-    if not overrides:
-        return
+def _timing_overrides(config: pytest.Config) -> dict[str, Any]:
+    """The ``--convbench-<timing>`` options given, each value checked (against each suite's
+    ``[timing]`` again when the suite is collected); a bad one is a usage error naming it."""
     from bench.errors import BenchError
-    from bench.plan import validate_timing
-    from bench.suite import TimingConfig
 
+    given = {k.removeprefix(_DEST): v for k, v in vars(config.option).items()
+             if k.startswith(_DEST)}
     try:
-        validate_timing(TimingConfig(), overrides, prefix="--convbench-")
+        return common_args.timing_overrides(given, prefix=_PREFIX)
     except BenchError as e:
-        raise pytest.UsageError(" ".join(str(e).split())) from None
+        raise pytest.UsageError(str(e)) from None
 
 
 def _run(config: pytest.Config) -> PytestRun:
@@ -115,11 +89,12 @@ def _run(config: pytest.Config) -> PytestRun:
         from bench.pytest_support import PytestRun, command_line
 
         opt = config.getoption
+        overrides = _timing_overrides(config)
         base = config.invocation_params.dir
         cache = opt("convbench_cache_dir")
         run = PytestRun(out=base / opt("convbench_out"),
                         cache_dir=base / cache if cache else None,
-                        timing_overrides=_timing_options(config),
+                        timing_overrides=overrides,
                         device_index=opt("convbench_device"),
                         command=command_line(config.invocation_params.args))
         config.stash[_RUN] = run
@@ -130,6 +105,17 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     run = session.config.stash.get(_RUN, None)
     if run is not None:
         run.close()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]
+                                         ) -> None:
+    """pytest-benchmark's hook: the GPUs the session's convbench runs used (name, UUID,
+    compute capability, driver) as ``machine_info["gpu"]``; None on a CPU-only session."""
+    from bench.pytest_support import machine_gpu
+
+    run = config.stash.get(_RUN, None)
+    machine_info["gpu"] = machine_gpu(run.run_dirs() if run is not None else [])
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -173,7 +159,7 @@ class SuiteFile(pytest.File):
         run = _run(self.config)
         try:
             suite = load_suite(self.path)
-            plan = run.plan(suite, self.config.getoption("convbench_backend"))
+            plan = run.plan(suite, self.config.getoption("convbench_backends"))
             backends = [run.backend_state(n) for n in plan.backend_names]
         except BenchError as e:
             raise self.CollectError(" ".join(str(e).split())) from None

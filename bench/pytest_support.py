@@ -161,7 +161,8 @@ def extra_info(rec: Record, suite_name: str) -> dict[str, Any]:
         "clocks": rec.clocks.model_dump() if rec.clocks else None, "throttled": rec.throttled,
         "check": rec.check.model_dump() if rec.check else None,
         "build": rec.build.model_dump() if rec.build else None,
-        "flops": d.flops, "bytes_min": d.bytes_min, "intensity": d.intensity,
+        "flops": d.flops, "bias_flops": d.bias_flops, "activation_flops": d.activation_flops,
+        "bytes_min": d.bytes_min, "intensity": d.intensity,
         "tflops": d.flops / med_s / 1e12 if med_s > 0 else None,
         "gbps": d.bytes_min / med_s / 1e9 if med_s > 0 else None,
         "gpu": (rec.gpu or {}).get("name"), "run_dir": rec.run_dir,
@@ -217,17 +218,57 @@ def benchmark_entry(rec: dict[str, Any], source: Any, suite_name: str,
     from pytest_benchmark.stats import Metadata
 
     source.extra_info = {**extra_info(rec, suite_name), **source.extra_info}
-    options = {  # pytest-benchmark's option keys, filled with what convbench used
+    # pytest-benchmark's own option keys say what pytest-benchmark did: nothing here (its
+    # min_time/max_time/min_rounds/warmup did not choose these samples: convbench's did), so
+    # they are None; convbench's sampling options are under "convbench"
+    # (pytest_benchmark/stats.py Metadata.as_dict writes ``options`` as given)
+    options = {
         "disable_gc": False, "timer": f"convbench:{rec.timing.mode if rec.timing else '?'}",
-        "min_rounds": timing.min_samples, "max_time": timing.max_time_s,
-        "min_time": timing.min_time_s, "precision": None, "confidence": None,
-        "warmup": timing.warmup_s > 0, "target_rse": timing.target_rse,
+        "min_rounds": None, "max_time": None, "min_time": None, "warmup": None,
+        "convbench": {**timing.model_dump(mode="json"),
+                      "timer_mode": rec.timing.mode if rec.timing else None,
+                      "iters_per_sample": rec.timing.iters_per_sample if rec.timing else None},
     }
     meta = Metadata(source, iterations=rec.timing.iters_per_sample if rec.timing else 1,
                     options=options)
     for ms in rec.samples_ms:
         meta.stats.update(ms / 1e3)  # per-inference already: no division by iterations
     return meta
+
+
+def machine_gpu(run_dirs: list[Any]) -> list[dict[str, Any]] | None:
+    """The GPUs convbench ran on this session, for pytest-benchmark's ``machine_info``: name,
+    UUID, compute capability (from each run's run.json) and the driver version (NVML); None
+    for a CPU-only session. pytest-benchmark warns when compared runs differ in machine_info
+    (pytest_benchmark/hookspec.py, ``pytest_benchmark_update_machine_info``)."""
+    import json
+    from pathlib import Path
+
+    from bench.gpu import nvml
+
+    gpus: list[dict[str, Any]] = []
+    for d in run_dirs:
+        try:
+            gpu = json.loads((Path(d) / "run.json").read_text()).get("gpu")
+        except (OSError, ValueError):
+            continue
+        if gpu and not any(g["uuid"] == gpu.get("uuid") for g in gpus):
+            gpus.append({"name": gpu.get("name"), "uuid": gpu.get("uuid"),
+                         "cc": ".".join(map(str, gpu["cc"])) if gpu.get("cc") else None,
+                         "driver": None})
+    if not gpus:
+        return None
+    nv = nvml._nvml()
+    driver = None
+    if nv is not None:
+        try:
+            v = nv.nvmlSystemGetDriverVersion()
+            driver = v.decode() if isinstance(v, bytes) else str(v)
+        except Exception:  # noqa: BLE001 - NVML errors: the driver stays unknown
+            driver = None
+    for g in gpus:
+        g["driver"] = driver
+    return gpus
 
 
 def command_line(args: list[str] | tuple[str, ...]) -> str:

@@ -44,7 +44,9 @@ class _Open(BaseModel):
 
 
 class Derived(_Model):
-    flops: Count
+    flops: Count  # the convolution's 2·N·K·(C/g)·R·S·P·Q (bias adds included before 2026-12)
+    bias_flops: int | None = None
+    activation_flops: int | None = None
     bytes_min: Count
     intensity: Finite
     output_shape: list[Count]

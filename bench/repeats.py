@@ -13,7 +13,8 @@ next missing pass. When a case has all its passes, its record goes to ``records.
 every pass and the between-pass aggregate (:func:`aggregate`).
 
 Budget: the timing budget is shared, not multiplied: each pass gets ``warmup_s / N``,
-``min_time_s / N``, ``max_time_s / N`` and ``ceil(profile_iters / N)`` profile iterations.
+``min_time_s / N``, ``max_time_s / N`` (and ``fixed_time_s / N`` for the ``fixed`` criterion) and
+``ceil(profile_iters / N)`` profile iterations.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def pass_timing(timing: TimingConfig) -> TimingConfig:
     d = timing.model_dump()
     d.update(repeats=1, warmup_s=timing.warmup_s / n, min_time_s=timing.min_time_s / n,
              max_time_s=timing.max_time_s / n,
+             fixed_time_s=getattr(timing, "fixed_time_s", 0.0) / n,
              profile_iters=math.ceil(timing.profile_iters / n) if timing.profile_iters else 0)
     return TimingConfig.model_validate(d)
 

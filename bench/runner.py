@@ -133,7 +133,10 @@ def _source(engine: Engine, mode: str, l2: str, gpu: GpuSession | None,
 
 
 def build_step(case: Case, backend: Backend, ctx: BuildContext) -> tuple[Engine, ConvData]:
-    """Random data for the case and an engine built from it."""
+    """Random data for the case and an engine built from it. A case whose float64 reference
+    would exceed its memory budget is refused first (``UnsupportedCase``), before anything is
+    allocated."""
+    check_batch(case.spec)
     data = make_data(case.spec)
     with nvtx_range("build"):
         engine = backend.build(case.spec, data, ctx)
@@ -219,7 +222,9 @@ def new_record(case: Case, backend_name: str, device: str | None,
     spec = case.spec
     return Record(case_index=case.index, case_key=case.key, label=case.label, name=case.name,
                   backend=backend_name, spec=spec,
-                  derived=Derived(flops=spec.flops, bytes_min=spec.bytes_min,
+                  derived=Derived(flops=spec.flops, bias_flops=spec.bias_flops,
+                                  activation_flops=spec.activation_flops,
+                                  bytes_min=spec.bytes_min,
                                   intensity=spec.intensity, output_shape=list(spec.output_shape)),
                   device=device, gpu=gpu,
                   started=datetime.now(timezone.utc).isoformat(timespec="seconds"),

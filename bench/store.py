@@ -12,7 +12,10 @@ import errno
 import json
 import os
 import secrets
+import shlex
 import shutil
+import socket
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -43,14 +46,29 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
 
-def _write_error(path: Path, e: OSError) -> BenchError:
+class WriteError(BenchError):
+    """A results file could not be written; ``why`` is the reason alone ("disk full"), for
+    callers whose outcome differs from a sweep's (merge discards its partial output)."""
+
+    def __init__(self, message: str, why: str) -> None:
+        super().__init__(message)
+        self.why = why
+
+
+def _write_error(path: Path, e: OSError) -> WriteError:
     # EFBIG: a file size limit (quota, RLIMIT_FSIZE) is a full disk for this file
     if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
         why = "disk full" if e.errno == errno.ENOSPC else f"disk full ({e.strerror})"
-        return BenchError(f"{path}: {why}; every record written before this one is kept")
+        return WriteError(f"{path}: {why}; every record written before this one is kept", why)
     if e.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
-        return BenchError(f"{path}: not writable ({e.strerror})")
-    return BenchError(f"{path}: cannot write ({e.strerror or e})")
+        why = f"not writable ({e.strerror})"
+    else:
+        why = f"cannot write ({e.strerror or e})"
+    return WriteError(f"{path}: {why}", why)
+
+
+class RunLocked(BenchError):
+    """Another process is writing this run directory."""
 
 
 class RunStore:
@@ -63,7 +81,15 @@ class RunStore:
     @classmethod
     def create(cls, root: Path, suite_name: str, run_info: dict[str, Any],
                run_id: str | None = None) -> RunStore:
-        run_dir = root / suite_name / (run_id or new_run_id())
+        """A new run directory ``root/<suite>/<run id>``; both names are checked and the path
+        must stay under ``root`` (a stored ``suite`` field of ``../x`` is refused)."""
+        from bench.paths import check_name, contained
+
+        run_id = run_id or new_run_id()
+        check_name(suite_name, "suite name")
+        check_name(run_id, "run id")
+        contained(root, suite_name, run_id)  # also refuses a symlinked suite folder leaving root
+        run_dir = Path(root) / suite_name / run_id
         try:
             run_dir.mkdir(parents=True, exist_ok=False)
         except FileExistsError:
@@ -84,9 +110,42 @@ class RunStore:
         """Open an existing run for resuming; drops a torn last record line (with a warning)."""
         store = cls(Path(run_dir))
         store.run_info()  # validates presence + schema
-        for name in (RECORDS_FILE, LAYERS_FILE):
-            _truncate_torn_tail(store.dir / name)
+        with store.lock():  # a writer's line in flight is not a torn tail: refuse, don't cut
+            for name in (RECORDS_FILE, LAYERS_FILE):
+                _truncate_torn_tail(store.dir / name)
         return store
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[RunStore]:
+        """Hold an exclusive lock on the run directory while writing it.
+
+        ``flock`` on ``<run>/.lock``, non-blocking: a second writer (two ``--resume`` of one run)
+        fails at once with one line naming the holder (pid, host, command), instead of both
+        appending the same cases. The kernel drops the lock when the holder exits, SIGKILL
+        included, so a stale lock file never blocks a later resume. The file is kept (removing it
+        would let a third process lock a fresh inode while the second still holds the old one).
+        flock is advisory and per open file: only convbench's writers take it, and it does not
+        reach across NFS clients."""
+        import fcntl
+
+        path = self.dir / LOCK_FILE
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise _write_error(path, e) from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunLocked(f"{self.dir}: in use by {_holder(fd)}; wait for it to finish or "
+                                "stop it, then --resume") from None
+            holder = {"pid": os.getpid(), "host": socket.gethostname(),
+                      "command": shlex.join(sys.argv)}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+            yield self
+        finally:
+            os.close(fd)  # releases the lock
 
     def write_run_info(self, info: dict[str, Any]) -> None:
         path = self.dir / RUN_FILE
@@ -99,35 +158,6 @@ class RunStore:
 
     def run_info(self) -> dict[str, Any]:
         return read_run_info(self.dir)
-
-    # --- lock ------------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """Hold the run directory's writer lock (``flock`` on ``.lock``): a second process
-        that tries to write the same run (two ``--resume`` at once) gets one line naming the
-        holder. Released when the process exits, however it exits."""
-        import fcntl
-        import socket
-        import sys
-
-        path = self.dir / LOCK_FILE
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise _write_error(path, e) from None
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "unknown"
-                raise BenchError(f"{self.dir}: is being written by another convbench process "
-                                 f"({holder}); wait for it or use another run") from None
-            me = f"pid {os.getpid()} on {socket.gethostname()}: {' '.join(sys.argv)[:300]}"
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, me.encode(), 0)
-            yield
-        finally:
-            os.close(fd)  # closing drops the flock
 
     # --- append ----------------------------------------------------------------------------------
     def append(self, record: Record) -> None:
@@ -189,6 +219,18 @@ class RunStore:
         return {(r.case_key, r.backend) for r in self.records()}
 
 
+def _holder(fd: int) -> str:
+    """Who holds the lock, from what the holder wrote into the lock file."""
+    try:
+        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        pid, host, cmd = info["pid"], info["host"], str(info["command"])[:200]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+    from bench.text import escape_controls
+
+    return f"pid {pid} on {escape_controls(str(host))} ({escape_controls(cmd)})"
+
+
 def read_run_info(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / RUN_FILE
     try:
@@ -197,8 +239,8 @@ def read_run_info(run_dir: Path) -> dict[str, Any]:
         raise BenchError(f"{path}: not found; is {run_dir} a convbench run directory?") from None
     except OSError as e:
         raise BenchError(f"{path}: cannot read ({e.strerror or e})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BenchError(f"{path}: not valid JSON ({e})") from None
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, int digits
+        raise BenchError(f"{path}: not valid JSON ({str(e)[:200]})") from None
     if not isinstance(info, dict):
         raise BenchError(f"{path}: not a convbench run file")
     return upgrade(info, str(path))

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Fidelity benchmark: convbench's GPU timers against Nsight Compute (issue 3, item 7).
 
-Every case of ``suites/fidelity.toml`` is built with the torch (cuDNN) backend and timed by
+Every case of ``suites/fidelity.toml`` is built with the torch (cuDNN) backend, or with
+``--backend cudnn`` the cuDNN-frontend backend (one fused graph per case), and timed by
 
 - convbench: ``graph`` (warm L2), ``events`` (warm L2) and ``graph`` with a cold L2;
 - ``triton.testing.do_bench`` (median; it clears a 256 MB buffer before every call);
@@ -20,6 +21,7 @@ run-to-run repeatability. Prints a markdown table and writes it to ``--out`` (an
 numbers to the same path with ``.json``). One command on the GPU machine (~4-6 minutes):
 
     python benchmarks/fidelity.py --out benchmarks/results/fidelity-h100.md
+    python benchmarks/fidelity.py --backend cudnn --out benchmarks/results/fidelity-cudnn.md
 """
 
 from __future__ import annotations
@@ -139,7 +141,6 @@ def run_child(args: argparse.Namespace) -> int:
         return 3
     import torch
 
-    from bench.backends.torch import TorchBackend
     from bench.reference import make_data
     from bench.spec import ConvSpec
 
@@ -149,7 +150,7 @@ def run_child(args: argparse.Namespace) -> int:
     # cuDNN heuristics, not autotuning: under ncu (which replays and serializes kernels) the
     # autotuner picks other algorithms than in the timed process, and the reference would
     # time different kernels
-    backend = TorchBackend()
+    backend = _backend(args.backend)
     torch_stream = torch.cuda.ExternalStream(stream.handle)
     manifest: list[int] = []
     for case in cases:
@@ -185,7 +186,8 @@ def run_ncu(args: argparse.Namespace, l2: str, workdir: Path) -> dict[str, Any]:
            "--csv", "--print-units", "base", "--log-file", str(csv_path),
            sys.executable, str(Path(__file__).resolve()), "--child",
            "--suite", str(args.suite), "--calls", str(args.calls),
-           "--manifest", str(manifest_path), "--device", str(args.device)]
+           "--manifest", str(manifest_path), "--device", str(args.device),
+           "--backend", args.backend]
     if args.filter:
         cmd += ["--filter", args.filter]
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -263,9 +265,21 @@ def cupti_kernel_us(engine: Any, stream: Any, iters: int = CUPTI_ITERS) -> dict[
             "kernels": round(len(kernels) / iters, 2)}
 
 
+def _backend(name: str) -> Any:
+    """The backend under test; algo = heuristic for both (torch: cudnn.benchmark off; cudnn:
+    cuDNN's first usable plan), so the ncu process runs the kernels the timed one ran."""
+    from bench.backends.registry import get_backend
+
+    backend = get_backend(name)
+    ok, reason = backend.available()
+    if not ok:
+        raise SystemExit(f"fidelity: backend {name} cannot run here: {reason}")
+    return backend
+
+
 def measure_pass(cases: Sequence[Any], stream: Any, flusher: Any, settings: Any,
-                 with_do_bench: bool, label: str) -> dict[int, dict[str, Any]]:
-    from bench.backends.torch import TorchBackend
+                 with_do_bench: bool, label: str,
+                 backend_name: str = "torch") -> dict[int, dict[str, Any]]:
     from bench.gpu.timers import make_source
     from bench.reference import make_data
     from bench.spec import ConvSpec
@@ -275,7 +289,7 @@ def measure_pass(cases: Sequence[Any], stream: Any, flusher: Any, settings: Any,
     # cuDNN heuristics, not autotuning: under ncu (which replays and serializes kernels) the
     # autotuner picks other algorithms than in the timed process, and the reference would
     # time different kernels
-    backend = TorchBackend()
+    backend = _backend(backend_name)
     out: dict[int, dict[str, Any]] = {}
     for n, case in enumerate(cases, 1):
         t0 = time.perf_counter()
@@ -425,7 +439,11 @@ def render(rows: Sequence[dict[str, Any]], meta: dict[str, Any], targets: list[s
             "err % | cold µs | err % (vs cold) | do_bench µs | err % (vs cold) | "
             "rerun Δ % graph / do_bench | wall s graph / events / cold / do_bench |")
     sep = "|" + "---|" * (head.count("|") - 1)
+    backend = meta.get("backend", "torch")
+    choice = ("cuDNN's heuristic algorithm choice (`cudnn.benchmark=False`)" if backend == "torch"
+              else "the cuDNN frontend's first usable plan (`algo = heuristic`)")
     out = [f"# Fidelity: convbench vs Nsight Compute ({meta['gpu']})", "",
+           f"Backend: `{backend}`  ",
            f"Command: `{meta['command']}`  ",
            f"Date: {meta['date']}; torch {meta['torch']}, cuDNN {meta['cudnn']}, "
            f"driver CUDA {meta['driver']}, ncu `{meta['ncu_version']}`  ",
@@ -436,11 +454,11 @@ def render(rows: Sequence[dict[str, Any]], meta: dict[str, Any], targets: list[s
            "inferences in one CUDA graph, blocked launch, warm L2; events: one event pair per "
            "eager call; cold: one inference per sample after a ≥ 2×L2 memset. do_bench: "
            "triton's median (it zeroes 256 MB before each call, so it is compared with ncu "
-           "cold). err % = (harness − ncu) / ncu. CUPTI: the kernels' device durations from "
+           f"cold). err % = (harness − ncu) / ncu. CUPTI: the kernels' device durations from "
            "CUPTI's activity trace (torch.profiler) summed per inference while "
            f"{CUPTI_ITERS} inferences run back to back (no serialization); err % vs CUPTI = "
-           "(graph − CUPTI) / CUPTI. Both processes use cuDNN's heuristic "
-           "algorithm choice (`cudnn.benchmark=False`) so ncu times the same kernels.",
+           f"(graph − CUPTI) / CUPTI. Both processes use {choice} so ncu times the same "
+           "kernels.",
            "", head, sep]
     for r in rows:
         w, c = r["ncu_warm"], r["ncu_cold"]
@@ -527,7 +545,7 @@ def run_parent(args: argparse.Namespace) -> int:
     try:
         for p in range(args.repeat):
             passes.append(measure_pass(cases, stream, flusher, settings, not args.no_do_bench,
-                                       f"pass {p + 1}/{args.repeat}"))
+                                       f"pass {p + 1}/{args.repeat}", args.backend))
         torch.cuda.synchronize()
     finally:
         flusher.close()
@@ -556,6 +574,7 @@ def run_parent(args: argparse.Namespace) -> int:
     meta = {
         "gpu": f"{info.name}, {info.sm_count} SMs, L2 {info.l2_bytes >> 20} MiB",
         "command": shlex.join([Path(sys.executable).name, *sys.argv]),
+        "backend": args.backend, "backend_versions": _backend(args.backend).versions(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(),
         "driver": _driver_version(), "ncu_version": _ncu_version(ncu_path),
@@ -611,6 +630,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=2, help="passes of convbench and do_bench")
     p.add_argument("--calls", type=int, default=5, help="profiled calls per case under ncu")
     p.add_argument("--device", type=int, default=0)
+    p.add_argument("--backend", choices=["torch", "cudnn"], default="torch",
+                   help="the backend whose cases are timed and profiled (default torch)")
     p.add_argument("--ncu", help="path of ncu (default: from PATH)")
     p.add_argument("--ncu-timeout", type=float, default=900.0)
     p.add_argument("--no-ncu", action="store_true", help="skip the Nsight Compute reference")

@@ -72,7 +72,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as cache:
         for i, case in enumerate(todo):
             rec, _ = measure_case(case, backend, timing, gpu, Path(cache))
-            statuses[rec["status"]] = statuses.get(rec["status"], 0) + 1
+            statuses[rec.status] = statuses.get(rec.status, 0) + 1
             if i + 1 in (20, len(todo)):
                 gc.collect()
                 free = gpu.device.mem_info()[0] if gpu else None

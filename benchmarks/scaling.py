@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from bench.runner import RunOptions  # noqa: E402
+from bench.plan import make_plan  # noqa: E402
 from bench.store import load_records  # noqa: E402
 from bench.suite import load_suite  # noqa: E402
 
@@ -44,18 +44,19 @@ def run_once(suite: Any, workers: int, gpus: bool, executor: str, out: Path,
     Start-up (spawning workers, importing torch, opening the GPU) is estimated as the time to
     the first record minus that record's own wall time. A Ray cluster is started before the
     clock starts: in practice it is up before a sweep begins."""
-    opts = RunOptions(out=out, backends=backends, progress=False, argv=sys.argv, timing=timing)
+    plan = make_plan(suite, backends=backends, out=out, progress=False, argv=sys.argv,
+                     timing=timing)
     first: list[float] = []
 
-    def on_record(rec: dict[str, Any]) -> None:
+    def on_record(rec: Any) -> None:
         if not first:
-            first.append(time.perf_counter() - t0 - (rec.get("wall_s") or 0.0))
+            first.append(time.perf_counter() - t0 - (rec.wall_s or 0.0))
 
     if workers == 0:  # a plain run in this process: the reference the executors must match
         from bench.runner import run_suite
 
         t0 = time.perf_counter()
-        summary = run_suite(suite, opts, on_record=on_record)
+        summary = run_suite(plan, on_record=on_record)
     elif executor == "ray":
         from bench.scale.ray_executor import import_ray, run_ray
 
@@ -67,7 +68,7 @@ def run_once(suite: Any, workers: int, gpus: bool, executor: str, out: Path,
                      log_to_driver=False)
         try:
             t0 = time.perf_counter()
-            summary = run_ray(suite, opts, workers=workers, on_record=on_record)
+            summary = run_ray(plan, workers=workers, on_record=on_record)
         finally:
             ray.shutdown()
     else:
@@ -75,15 +76,15 @@ def run_once(suite: Any, workers: int, gpus: bool, executor: str, out: Path,
 
         slots = gpu_slots(",".join(map(str, range(workers)))) if gpus else cpu_slots(workers)
         t0 = time.perf_counter()
-        summary = run_local(suite, opts, slots, on_record=on_record)
+        summary = run_local(plan, slots, on_record=on_record)
     wall = time.perf_counter() - t0
     assert summary.run_dir is not None
     return wall, (first[0] if first else 0.0), load_records(summary.run_dir)
 
 
 def medians(records: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
-    return {(r["case_key"], r["backend"]): r["stats"]["median"] for r in records
-            if r["status"] == "ok" and r.get("stats")}
+    return {(r.case_key, r.backend): r.median_ms for r in records
+            if r.status == "ok" and r.median_ms}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         rate = len(recs) / wall * 60
         steady = len(recs) / max(wall - startup, 1e-9) * 60
         med = medians(recs)
-        gpu_ids = sorted({(r.get("gpu") or {}).get("uuid") or "-" for r in recs})
+        gpu_ids = sorted({(r.gpu or {}).get("uuid") or "-" for r in recs})
         agree = "-"
         if base_medians is None:
             base_rate, base_steady, base_medians = rate, steady, med
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                 ok = sum(d <= args.tolerance for d in diffs)
                 agree = (f"{ok}/{len(common)} ({ok / len(common):.0%}) within "
                          f"{args.tolerance:.0%}, median diff {statistics.median(diffs):.1%}")
-        bad = sum(r["status"] != "ok" for r in recs)
+        bad = sum(r.status != "ok" for r in recs)
         rows.append((n, len(recs), bad, wall, rate, rate / base_rate, steady,
                      steady / base_steady, agree, gpu_ids))
     print("cases/min: wall clock incl. start-up | steady: after start-up")

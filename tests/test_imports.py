@@ -11,7 +11,7 @@ BLOCK = textwrap.dedent("""
     class Block(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
             if name.split('.')[0] in {'torch', 'tensorrt', 'tensorrt_rtx', 'cuda', 'pynvml',
-                                      'nvtx', 'triton', 'ray'}:
+                                      'nvtx', 'triton', 'ray', 'cudnn'}:
                 raise ImportError(f'blocked {name}')
     sys.meta_path.insert(0, Block())
 """)
@@ -22,7 +22,8 @@ def test_core_modules_import_without_gpu_libraries(cli_env: dict[str, str]) -> N
         import bench, bench.report, bench.stats, bench.suite, bench.store, bench.runner
         import bench.cli, bench.spec, bench.filter, bench.reference, bench.report.tables
         import bench.backends.registry, bench.backends.base
-        heavy = [m for m in sys.modules if m.split('.')[0] in {'torch', 'tensorrt', 'cuda'}]
+        heavy = [m for m in sys.modules
+                 if m.split('.')[0] in {'torch', 'tensorrt', 'cuda', 'cudnn'}]
         assert not heavy, heavy
         print('ok')
     """)
@@ -39,3 +40,21 @@ def test_doctor_explains_missing_backends(cli_env: dict[str, str]) -> None:
     assert out.returncode == 0, out.stderr
     assert "torch" in out.stdout and "not installed" in out.stdout
     assert "pip install 'trt-convbench[torch]'" in out.stdout
+    assert "cudnn" in out.stdout and "pip install 'trt-convbench[cudnn]'" in out.stdout
+
+
+def test_model_modules_import_without_onnx_and_say_how_to_install(cli_env: dict[str, str],
+                                                                  tmp_path: object) -> None:
+    code = BLOCK.replace("'ray'}", "'ray', 'onnx'}") + textwrap.dedent("""
+        import bench.onnx_suite, bench.onnx_cmd, bench.suite_overrides, bench.rundirs
+        import bench.suite_text, bench.report.model
+        heavy = [m for m in sys.modules if m.split('.')[0] in {'torch', 'onnx'}]
+        assert not heavy, heavy
+        from bench.cli import main
+        raise SystemExit(main(['suite', 'from-onnx', 'model.onnx']))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], env=cli_env, capture_output=True,
+                         text=True, check=False, cwd=str(tmp_path))
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.strip() == ("convbench: error: reading ONNX models needs the onnx "
+                                  "package: pip install 'trt-convbench[onnx]'")

@@ -203,13 +203,8 @@ def test_resume_of_something_that_is_not_a_run(tmp_path: Path) -> None:
         make_plan(load_suite(path), resume=tmp_path / "nothing")
 
 
-OLD_TIMING_BUG = ("bench.plan.check_resume compares run.json's timing with the plan's whole "
-                  "TimingConfig: a schema-1 run.json has no 'repeats' key, so every resume of "
-                  "a run written before the key existed is refused (fix: compare with the "
-                  "TimingConfig defaults filled in, or fill them in bench.record.update_to_2)")
 
 
-@pytest.mark.xfail(strict=True, reason=OLD_TIMING_BUG)
 def test_resume_of_a_schema_1_run_is_checked_like_any_other(tmp_path: Path) -> None:
     """A run written by yesterday's main (schema 1) resumes with the same suite and timing
     options, and is refused with other timing."""

@@ -271,6 +271,29 @@ def test_bad_suite_is_one_line_collection_error(pt: pytest.Pytester) -> None:
     assert "Traceback" not in result.stdout.str()
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["--convbench-min-samples=1"], "--convbench-min-samples: Input should be greater than or "
+                                    "equal to 2"),
+    (["--convbench-mode=host", "--convbench-l2=cold"],
+     "--convbench-l2 cold needs --convbench-mode graph or events"),
+])
+def test_bad_timing_option_is_one_usage_error_naming_it(pt: pytest.Pytester, args: list[str],
+                                                        message: str) -> None:
+    # the same check as `convbench run` (issue 12: the plugin validated differently)
+    result = collect(pt, "quickstart.toml", "--co", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"ERROR: {message}" in result.stderr.str()
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+def test_every_timing_setting_is_an_option(pt: pytest.Pytester) -> None:
+    from bench.suite import TimingConfig
+
+    out = collect(pt, "--help").stdout.str()
+    for name in TimingConfig.model_fields:
+        assert f"--convbench-{name.replace('_', '-')}" in out, name
+
+
 def test_unavailable_or_unknown_backend(pt: pytest.Pytester) -> None:
     result = collect(pt, "quickstart.toml", "--convbench-backend=nosuch", "--co")
     result.stdout.fnmatch_lines(["*--convbench-backend nosuch: unknown backend*"])

@@ -65,3 +65,34 @@ def test_nan_output_fails_the_check() -> None:
     out = ref.copy()
     out[0, 0, 0, 0] = np.nan
     assert rel_l2_error(out, ref) == float("inf")
+
+
+@pytest.mark.parametrize("fields", [
+    # the stem of a TF-style "same" stride-2 conv exported to ONNX: pads [0, 0, 1, 1]
+    dict(in_channels=3, out_channels=8, height=10, width=10, kernel=3, stride=2, padding=0,
+         padding_end=[1, 1]),
+    dict(in_channels=4, out_channels=4, height=7, width=6, kernel=[2, 3], padding=[1, 0],
+         padding_end=[0, 2], groups=2, activation="relu"),
+])
+def test_four_sided_padding_matches_an_explicit_pad(fields: dict) -> None:
+    """Reference and torch backend both pad (top, left) before and (bottom, right) after."""
+    from bench.backends.base import BuildContext
+    from bench.backends.torch import TorchBackend
+
+    s = ConvSpec(batch=2, **fields)
+    d = make_data(s)
+    ref = reference(s, d, batch=2)
+    (top, left), (bottom, right) = s.padding, s.pad_end
+    x = torch.nn.functional.pad(torch.from_numpy(d.x).double(), (left, right, top, bottom))
+    t = torch.nn.functional.conv2d(
+        x, torch.from_numpy(d.w).double(),
+        None if d.b is None else torch.from_numpy(d.b).double(),
+        stride=s.stride, dilation=s.dilation, groups=s.groups)
+    if s.activation == "relu":
+        t = t.relu()
+    assert ref.shape == s.output_shape == tuple(t.shape)
+    assert rel_l2_error(t.numpy(), ref) < 1e-13
+    with TorchBackend().build(s, d, BuildContext(0, None)) as engine:
+        engine.set_input(d.x)
+        engine.enqueue(None)
+        assert rel_l2_error(engine.output(None), ref) < 1e-5

@@ -48,7 +48,7 @@ def test_load_cpu_run_gives_one_row_per_case_and_no_roofline() -> None:
     df = run.records
     assert len(df) == 12 and set(df["status"]) == {"ok"}
     assert list(df["case_index"]) == list(range(12))
-    assert run.peak is None and df["pct_of_bound"].isna().all()
+    assert run.peak is None and df["bound_pct"].isna().all()
     # achieved rates follow from the stored FLOPs, bytes and median
     r = df.iloc[3]
     assert r["tflops"] == pytest.approx(r["flops"] / r["median_ms"] / 1e9)
@@ -107,7 +107,7 @@ def test_percent_of_bound_uses_the_precision_ceiling() -> None:
         assert r.ceiling == ceiling
         b, side = bound_ms(r.flops, r.bytes_min, peak.tflops[ceiling], peak.bandwidth_gbps)
         assert r.bound_by == side
-        assert r.pct_of_bound == pytest.approx(100 * b / r.median_ms)
+        assert r.bound_pct == pytest.approx(100 * b / r.median_ms)
 
 
 def test_a_calibration_file_replaces_the_datasheet(tmp_path: Path,
@@ -127,7 +127,7 @@ def test_a_calibration_file_replaces_the_datasheet(tmp_path: Path,
     assert run.peak.bandwidth_gbps == 2900.0
     r = run.records[run.records["status"] == "ok"].iloc[-1]
     b, _ = bound_ms(r["flops"], r["bytes_min"], 600.0, 2900.0)
-    assert r["pct_of_bound"] == pytest.approx(100 * b / r["median_ms"])
+    assert r["bound_pct"] == pytest.approx(100 * b / r["median_ms"])
     # the report's text is what this checks; its plots (drawn from the same table) are
     # checked above and in test_report_of_a_synthetic_gpu_run, and cost seconds to draw
     from bench.report import render
@@ -182,7 +182,7 @@ def test_roofline_points_are_intensity_and_tflops() -> None:
     ax = fig.axes[0]
     ok = run.records[run.records["status"] == "ok"]
     pts = np.concatenate([c.get_offsets() for c in ax.collections])
-    want = ok[["intensity", "tflops"]].to_numpy()
+    want = ok[["intensity", "tflops"]].to_numpy(dtype=float)
     assert sorted(map(tuple, pts.round(6))) == sorted(map(tuple, want.round(6)))
     roofs = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
     assert sorted(max(ln.get_ydata()) for ln in roofs) == [494.5, 989.5]
@@ -209,7 +209,7 @@ def test_noise_plot_flags_unconverged_and_throttled() -> None:
     ax = fig.axes[0]
     ok = df[df["status"] == "ok"].sort_values(["case_index", "backend"])
     heights = [p.get_height() for p in ax.patches]
-    np.testing.assert_allclose(heights, ok["cov"] * 100)
+    np.testing.assert_allclose(heights, ok["cov_frac"] * 100)
     red = [p for p in ax.patches if p.get_facecolor()[:3] != ax.patches[0].get_facecolor()[:3]]
     assert len(red) == 2  # the noisy torch case and the throttled tensorrt case
     plots._plt().close(fig)

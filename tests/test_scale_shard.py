@@ -56,7 +56,8 @@ def test_scale_modules_are_light_and_missing_ray_names_the_extra(cli_env: dict[s
     import sys
 
     code = BLOCK + (
-        "import bench.scale.cli, bench.scale.local, bench.scale.merge, bench.scale.driver\n"
+        "import bench.commands.run, bench.commands.merge, bench.scale.local, bench.scale.merge\n"
+        "import bench.scale.driver\n"
         "import bench.scale.worker, bench.scale.ray_executor\n"
         "from bench.cli import main\n"
         f"raise SystemExit(main(['run', {str(SUITES[0].parent / 'quickstart.toml')!r}, "

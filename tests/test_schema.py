@@ -74,12 +74,8 @@ def test_schema_1_runs_report_compare_and_export(tmp_path: Path) -> None:
     assert len((tmp_path / "b" / "records.csv").read_text().splitlines()) == 13
 
 
-OLD_TIMING_BUG = ("bench.plan.check_resume compares run.json's timing with the plan's whole "
-                  "TimingConfig: a schema-1 run.json has no 'repeats' key, so every resume of "
-                  "a run written before the key existed is refused")
 
 
-@pytest.mark.xfail(strict=True, reason=OLD_TIMING_BUG)
 def test_resume_of_a_schema_1_run_appends_schema_2_records_that_load_together(
         tmp_path: Path) -> None:
     pytest.importorskip("torch")

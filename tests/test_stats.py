@@ -42,3 +42,44 @@ def test_single_sample() -> None:
     assert (s.median, s.std, s.median_ci_low, s.median_ci_high) == (4.0, 0.0, 4.0, 4.0)
     with pytest.raises(ValueError):
         summarize([])
+
+
+def test_running_stats_of_one_to_ten_exact() -> None:
+    from bench.stats import RunningStats
+
+    s = RunningStats(float(v) for v in range(1, 11))
+    # every intermediate of Welford's update is a multiple of 1/2 here: exact in binary
+    assert (s.n, s.mean, s.m2) == (10, 5.5, 82.5)
+    assert s.variance() == 82.5 / 9 and s.variance(ddof=0) == 8.25
+    assert s.std == math.sqrt(82.5 / 9)
+    assert s.relstd == math.sqrt(82.5 / 9) / 5.5
+    assert s.rse == math.sqrt(82.5 / 9) / math.sqrt(10) / 5.5
+    assert s.rse == pytest.approx(rse([float(v) for v in range(1, 11)]), rel=1e-15)
+
+
+def test_running_stats_edge_cases() -> None:
+    from bench.stats import RunningStats
+
+    empty, one = RunningStats(), RunningStats([4.0])
+    assert empty.n == 0 and math.isnan(empty.variance()) and empty.rse == math.inf
+    assert (one.n, one.mean) == (1, 4.0) and math.isnan(one.std)
+    assert one.variance(ddof=0) == 0.0
+    assert (one.rse, one.relstd) == (math.inf, math.inf)
+    const = RunningStats([2.0, 2.0, 2.0])
+    assert (const.std, const.rse, const.relstd) == (0.0, 0.0, 0.0)
+    zero_mean = RunningStats([-1.0, 1.0])
+    assert (zero_mean.rse, zero_mean.relstd) == (math.inf, math.inf)
+
+
+def test_running_stats_matches_two_pass_and_survives_a_large_offset() -> None:
+    import numpy as np
+
+    from bench.stats import RunningStats
+
+    x = np.random.default_rng(7).normal(1.0, 0.01, 20_000)
+    s = RunningStats(x.tolist())
+    assert s.mean == pytest.approx(float(x.mean()), rel=1e-14)
+    assert s.std == pytest.approx(float(x.std(ddof=1)), rel=1e-10)
+    # the naive sum-of-squares formula loses every digit here; Welford keeps them
+    big = RunningStats((x + 1e9).tolist())
+    assert big.std == pytest.approx(float(x.std(ddof=1)), rel=1e-5)

@@ -113,3 +113,59 @@ def test_every_shipped_suite_loads() -> None:
 def test_quickstart_is_small() -> None:
     s = load_suite(ROOT / "suites" / "quickstart.toml")
     assert 1 <= len(s.cases) <= 12
+
+
+MODEL_SUITE = """
+name = "m"
+[model]
+file = "net.onnx"
+sha256 = "%s"
+inputs = { input = [1, 3, 32, 32] }
+conv_nodes = 3
+[defaults]
+in_channels = 8
+out_channels = 8
+height = 8
+width = 8
+[sweep]
+precision = ["fp32", "fp16"]
+[[cases]]
+label = "a"
+count = 2
+nodes = ["/a/Conv", "/b/Conv"]
+[[cases]]
+label = "c"
+nodes = ["/c/Conv"]
+kernel = 1
+""" % ("ab" * 32)
+
+
+def test_model_metadata_stays_out_of_the_spec_and_the_key() -> None:
+    s = parse_suite(MODEL_SUITE)
+    assert s.model is not None and s.model.file == "net.onnx" and s.model.conv_nodes == 3
+    assert [(c.label, c.count, c.nodes) for c in s.cases] == [
+        ("a", 2, ("/a/Conv", "/b/Conv")), ("a", 2, ("/a/Conv", "/b/Conv")),
+        ("c", 1, ("/c/Conv",)), ("c", 1, ("/c/Conv",))]
+    plain = parse_suite(BASE + "[sweep]\nprecision = ['fp32', 'fp16']\n")
+    assert s.cases[0].key == plain.cases[0].key  # count/nodes/[model] change no case key
+
+
+def test_two_listed_layers_that_are_one_conv_add_their_counts() -> None:
+    text = MODEL_SUITE.replace("kernel = 1\n", "")
+    s = parse_suite(text)
+    assert [(c.count, c.nodes) for c in s.cases] == [
+        (3, ("/a/Conv", "/b/Conv", "/c/Conv"))] * 2
+
+
+@pytest.mark.parametrize("change,needle", [
+    (("count = 2", "count = 0"), "cases[0].count: must be a positive integer"),
+    (("count = 2", "count = true"), "cases[0].count: must be a positive integer"),
+    (('nodes = ["/c/Conv"]', "nodes = [1]"), "cases[1].nodes: must be a list of strings"),
+    (('file = "net.onnx"', 'file = "net.onnx"\nopset = 3'), "model.opset: unknown key"),
+    (("sha256 = ", "sha = "), "model.sha"),
+    (("label = \"c\"", "label = \"c\"\ncounts = 1"), "unknown conv field 'counts'"),
+])
+def test_bad_model_metadata(change: tuple[str, str], needle: str) -> None:
+    with pytest.raises(SuiteError, match=r"^m\.toml: ") as e:
+        parse_suite(MODEL_SUITE.replace(*change), source="m.toml")
+    assert needle in str(e.value)

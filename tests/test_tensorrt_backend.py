@@ -40,14 +40,15 @@ SMALL = dict(in_channels=16, out_channels=16, height=12, width=12)
 MIB = 1 << 20
 
 
-def _backend() -> TensorRTRTXBackend:
-    return TensorRTRTXBackend()
+def _backend(target: tuple[int, int] | None = None) -> TensorRTRTXBackend:
+    return TensorRTRTXBackend(rtx_target=target)
 
 
-def _build_info(spec: ConvSpec, cache_dir: Path | None = None):
+def _build_info(spec: ConvSpec, cache_dir: Path | None = None,
+                target: tuple[int, int] | None = None):
     """Build ``spec``; return (BuildInfo, engine or None). Without a supported GPU the build
     still happens and NoSupportedGpu carries its BuildInfo."""
-    b = _backend()
+    b = _backend(target)
     try:
         engine = b.build(spec, make_data(spec), BuildContext(cache_dir=cache_dir))
     except NoSupportedGpu as e:
@@ -107,8 +108,10 @@ def test_missing_module_reason_names_the_extra() -> None:
 # --- network per case ----------------------------------------------------------------------
 @pytest.mark.parametrize("label,spec", SUITE_SPECS, ids=[s[0] for s in SUITE_SPECS])
 def test_every_suite_case_builds(label: str, spec: ConvSpec) -> None:
+    # fp8 needs an sm_89+ target (TensorRT-RTX's portable one includes 8.0 and 8.6)
+    target = (8, 9) if spec.precision == "fp8" and current_gpu() is None else None
     try:
-        info, engine = _build_info(spec)
+        info, engine = _build_info(spec, target=target)
     except BuildFailed as e:
         # TensorRT-RTX cannot build with a workspace of 0 (no scratch) and runs out at 16 MiB
         # for the largest stem; the record says so, the sweep goes on
@@ -118,13 +121,14 @@ def test_every_suite_case_builds(label: str, spec: ConvSpec) -> None:
     if engine is not None:
         engine.close()
     assert info.plan_bytes > 0 and info.build_s > 0 and not info.cache_hit
-    want = ["CONVOLUTION"] + (["ACTIVATION"] if spec.activation == "relu" else [])
+    qdq = ["CONSTANT"] * 3 + ["QUANTIZE", "DEQUANTIZE"] * 2 if spec.quantized else []
+    want = qdq + ["CONVOLUTION"] + (["ACTIVATION"] if spec.activation == "relu" else [])
     assert [layer["type"] for layer in info.layers][:len(want)] == want or engine is not None
     if engine is None:  # layers from the network definition
         assert [layer["type"] for layer in info.layers] == want
         assert info.layers[-1]["output_shape"] == list(spec.output_shape)
-        dtype = {"fp32": "FLOAT", "fp16": "HALF", "bf16": "BF16"}[spec.precision]
-        assert {layer["precision"] for layer in info.layers} == {dtype}
+        dtype = {"fp32": "FLOAT", "fp16": "HALF", "bf16": "BF16"}[spec.io_precision]
+        assert {layer["precision"] for layer in info.layers[len(qdq):]} == {dtype}
     assert info.extra["tf32"] == (spec.precision == "fp32" and spec.tf32)
     assert info.extra.get("opt_level") == spec.opt_level
     assert info.extra.get("workspace") == spec.workspace
@@ -262,7 +266,7 @@ def test_no_gpu_gives_unsupported_after_the_build(tmp_path: Path) -> None:
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16", "int8", "fp8"])
 def test_gpu_run_matches_reference_or_is_unsupported(precision: str) -> None:
     """On a GPU: TensorRT-RTX runs the conv and matches the reference, or (Hopper...) the case
     is 'unsupported' with the build recorded. Uses full TensorRT when installed."""
@@ -274,10 +278,12 @@ def test_gpu_run_matches_reference_or_is_unsupported(precision: str) -> None:
     data = make_data(spec)
     b = get_backend("tensorrt")
     try:
-        engine = b.build(spec, data, None)
+        engine = b.build(spec, data, BuildContext())
     except NoSupportedGpu as e:
         assert e.build_info.plan_bytes > 0
         pytest.skip(f"built, not run: {e}")
+    except UnsupportedCase as e:  # fp8 before sm_89, bf16 before sm_80: refused, not built
+        pytest.skip(f"refused: {e}")
     stream = cuda.Device(0).stream()
     try:
         with engine:
@@ -288,6 +294,82 @@ def test_gpu_run_matches_reference_or_is_unsupported(precision: str) -> None:
             layers = engine.layer_profile(stream, 5)
             assert layers and sum(t.share for t in layers) == pytest.approx(1.0)
             assert engine.info.extra.get("inspector_schema") in ("10.x", "11.x", "unknown")
+            if "tactics" in engine.info.extra:
+                assert [t["layer"] for t in engine.info.extra["tactics"]] == \
+                    [layer["name"] for layer in engine.info.layers]
     finally:
         stream.close()
     assert np.isfinite(out).all()
+
+
+# --- timing_cache = "fresh" ------------------------------------------------------------------
+def _tree(root: Path) -> dict[str, tuple[int, str]]:
+    """Every file under ``root``: (mtime_ns, sha256), to tell that a build touched nothing."""
+    return {str(p.relative_to(root)): (p.stat().st_mtime_ns,
+                                       hashlib.sha256(p.read_bytes()).hexdigest())
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_fresh_builds_read_and_write_no_cache(tmp_path: Path) -> None:
+    spec = ConvSpec(**SMALL, precision="fp16")
+    fresh = spec.model_copy(update={"timing_cache": "fresh"})
+    assert fresh.key != spec.key  # a recorded build option, so resume/compare tell them apart
+    reuse, e = _build_info(spec, tmp_path)  # fills the engine cache for the same network
+    if e is not None:
+        e.close()
+    assert not reuse.cache_hit and reuse.extra["timing_cache"] == "reuse"
+    assert reuse.extra["engine_cache"] is True
+    # a timing cache and a runtime cache where a build would look for them
+    trt_dir = tmp_path / "tensorrt"
+    (trt_dir / f"timing-{trt.__version__}-portable.cache").write_bytes(b"timing cache")
+    (trt_dir / "runtime").mkdir(exist_ok=True)
+    for key in (spec.key, fresh.key):
+        (trt_dir / "runtime" / f"{key}-portable.cache").write_bytes(b"runtime cache")
+    before = _tree(tmp_path)
+    infos = []
+    for _ in range(2):
+        info, e = _build_info(fresh, tmp_path)
+        if e is not None:
+            e.close()
+        infos.append(info)
+    assert _tree(tmp_path) == before, "a fresh build read or wrote the cache directory"
+    for info in infos:
+        assert not info.cache_hit and info.build_s > 0 and info.plan_bytes > 0
+        assert info.extra["timing_cache"] == "fresh" and info.extra["engine_cache"] is False
+        assert info.extra["timing_cache_file"] is None
+    # and reuse still hits what it stored
+    again, e = _build_info(spec, tmp_path)
+    if e is not None:
+        e.close()
+    assert again.cache_hit
+
+
+def test_timing_cache_plan_per_mode_and_flavour(tmp_path: Path) -> None:
+    from bench.backends.tensorrt import TENSORRT, TENSORRT_RTX, TimingCachePlan
+
+    spec = ConvSpec(**SMALL)
+    full = TimingCachePlan.for_build(spec, TENSORRT, "10.16.1", "sm90-GPU-x", tmp_path)
+    assert full.timing_cache == tmp_path / "tensorrt" / "timing-10.16.1-sm90-GPU-x.cache"
+    assert full.engine_cache is not None and full.runtime_cache_dir is None
+    rtx = TimingCachePlan.for_build(spec, TENSORRT_RTX, "1.7", "portable", tmp_path)
+    assert rtx.timing_cache is None and rtx.runtime_cache_dir == tmp_path / "tensorrt" / "runtime"
+    fresh = spec.model_copy(update={"timing_cache": "fresh"})
+    for fl in (TENSORRT, TENSORRT_RTX):
+        p = TimingCachePlan.for_build(fresh, fl, "10.16.1", "sm90", tmp_path)
+        assert (p.engine_cache, p.timing_cache, p.runtime_cache_dir) == (None, None, None)
+        assert p.to_json() == {"timing_cache": "fresh", "timing_cache_file": None,
+                               "engine_cache": False}
+
+
+def test_device_index_reaches_the_build() -> None:
+    spec = ConvSpec(**SMALL)
+    info, e = None, None
+    try:
+        e = _backend().build(spec, make_data(spec), BuildContext(device_index=99))
+    except NoSupportedGpu as err:
+        info = err.build_info
+        assert "no CUDA device 99" in str(err) or current_gpu(99) is not None
+    if e is not None:
+        info = e.info
+        e.close()
+    assert info.extra["device_index"] == 99

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.backends.trt_inspect import (
+from bench.backends.tensorrt.inspector import (
     layer_times,
     parse_engine_info,
     parse_trtexec_profile,
@@ -111,6 +111,17 @@ def test_profiler_reports_to_per_layer_medians_with_reformats_labelled() -> None
     assert conv.share == pytest.approx(0.0512 / (0.0102 + 0.0512 + 0.0100))
 
 
+def test_profiler_reports_keep_every_measured_time_for_trtexecs_totals() -> None:
+    """As trtexec's Profiler keeps ``LayerProfile.timeMs`` (sampleReporting.h, v11.0, lines
+    187-191): one time per inference per layer, so exports give its totals and averages."""
+    raw = json.loads(_load("profiler_reports.json"))["reports"]
+    times = layer_times([[(n, ms) for n, ms in it] for it in raw])
+    for t in times:
+        want = [sum(ms for n, ms in it if n == t.name) for it in raw]
+        assert t.times_ms == pytest.approx(want)
+        assert t.iterations == len(raw) and t.total_ms == pytest.approx(sum(want))
+
+
 def test_profiler_without_inspector_still_labels_reformats_by_name() -> None:
     reports = [[("Reformatting CopyNode for Input Tensor 0 to conv", 0.01), ("conv", 0.03),
                 ("conv", 0.01)]]  # a layer reported twice in one inference is summed
@@ -127,3 +138,13 @@ def test_trtexec_profile() -> None:
     assert [t.median_ms for t in times] == [0.0100, 0.0500, 0.0100]
     assert [t.type for t in times] == ["Reformat", "CaskConvolution", "Reformat"]
     assert times[1].share == pytest.approx(0.05 / 0.07)
+
+
+def test_tactics_per_layer_as_build_info_records_them() -> None:
+    layout = parse_engine_info(_load("inspector_10x.json"))
+    tactics = layout.tactics()
+    assert [t["layer"] for t in tactics] == [layer.name for layer in layout.layers]
+    assert tactics[1]["type"] == "CaskConvolution"
+    assert tactics[1]["tactic"].startswith("sm80_xmma_fprop_implicit_gemm_f16f16")
+    names_only = parse_engine_info(_load("inspector_names_only.json")).tactics()
+    assert [t["tactic"] for t in names_only] == [None, None, None]

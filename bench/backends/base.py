@@ -24,8 +24,23 @@ class StreamLike(Protocol):
 
 
 @dataclass(frozen=True)
+class QuantScales:
+    """Scales of an int8/fp8 case: one for the input (a scalar, as the network's quantize layer
+    takes it) and one per output channel for the weights (axis 0)."""
+
+    input: float
+    weights: np.ndarray
+
+    def to_json(self) -> dict[str, Any]:
+        return {"input_scale": float(self.input),
+                "weight_scales": [float(v) for v in np.asarray(self.weights).ravel()],
+                "weight_axis": 0}
+
+
+@dataclass(frozen=True)
 class ConvData:
-    """Host tensors of one case in float32 (already rounded to the case's precision).
+    """Host tensors of one case in float32 (already rounded to the case's precision; for
+    int8/fp8 the dequantized values of the quantization grid, with their ``scales``).
 
     Every backend gets the same numbers; the float64 reference is computed from them too, so a
     check measures the arithmetic, not the rounding of the inputs.
@@ -34,6 +49,7 @@ class ConvData:
     x: np.ndarray
     w: np.ndarray
     b: np.ndarray | None
+    scales: QuantScales | None = None
 
 
 @dataclass(frozen=True)
@@ -61,7 +77,13 @@ class BuildInfo:
 
 @dataclass(frozen=True)
 class LayerTime:
-    """One layer (TensorRT) or kernel (torch) of a per-layer profile."""
+    """One layer (TensorRT) or kernel (torch) of a per-layer profile.
+
+    ``times_ms`` keeps what was measured, as trtexec's ``LayerProfile.timeMs`` does (TensorRT
+    samples/common/sampleReporting.h, v11.0, lines 187-191): the layer's time in each profiled
+    inference (all its calls summed); ``total_ms`` is their sum and ``iterations`` their count,
+    so exports give trtexec's totals, averages and medians. Profiles stored before these fields
+    have them empty/None."""
 
     name: str
     median_ms: float
@@ -69,6 +91,9 @@ class LayerTime:
     calls: int = 1
     type: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    total_ms: float | None = None  # summed over every profiled inference
+    iterations: int | None = None  # profiled inferences actually measured
+    times_ms: list[float] = field(default_factory=list)  # per inference, in order
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -10,6 +10,7 @@ from bench.errors import BenchError
 #: name → "module:Class". The module is imported on first use, never at ``import bench``.
 BACKENDS: dict[str, str] = {
     "torch": "bench.backends.torch:TorchBackend",
+    "cudnn": "bench.backends.cudnn:CudnnBackend",
     "tensorrt": "bench.backends.tensorrt:TensorRTBackend",
     "tensorrt-rtx": "bench.backends.tensorrt:TensorRTRTXBackend",
 }

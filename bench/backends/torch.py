@@ -13,7 +13,7 @@ import statistics
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -29,9 +29,9 @@ from bench.backends.base import (
     StreamLike,
 )
 from bench.errors import UnsupportedCase
+from bench.precision import info as precision_info
+from bench.precision import needs_cc
 from bench.spec import ConvSpec
-
-_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 def _torch() -> Any:
@@ -70,6 +70,60 @@ def _set_tf32(torch: Any, enabled: bool) -> None:
         torch.backends.cudnn.allow_tf32 = enabled
 
 
+def profile_kernels(run: Callable[[], None], sync: Callable[[], None], iters: int,
+                    cuda: bool = True) -> list[LayerTime]:
+    """Per-kernel times of ``iters`` calls of ``run`` from ``torch.profiler``: every CUDA kernel
+    the process launches (CUPTI sees all of them, whichever library launched them), or the
+    top-level ATen ops on the CPU. ``sync`` waits for the work before the profile closes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    iters = max(1, iters)
+    acts = [ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]
+    with warnings.catch_warnings(), _quiet_stderr():
+        # torch >= 2.6 warns on every first profile that events of earlier cycles are
+        # dropped: we run one cycle, so nothing is lost
+        warnings.filterwarnings("ignore", message=".*Profiler clears events.*")
+        with profile(activities=acts) as prof:
+            for _ in range(iters):
+                run()
+            sync()
+    times: dict[str, list[tuple[float, float]]] = {}  # name -> (start, ms) per call
+    for evt in prof.events():
+        tr = getattr(evt, "time_range", None)
+        start = float(tr.start) if tr is not None else 0.0
+        if cuda:
+            if str(evt.device_type).endswith("CUDA") and getattr(evt, "is_user_annotation",
+                                                                 False) is False:
+                us = getattr(evt, "device_time", None)
+                if us is None:
+                    us = evt.cuda_time
+                times.setdefault(evt.name, []).append((start, us / 1e3))
+        elif evt.cpu_parent is None and evt.name.startswith("aten::"):
+            times.setdefault(evt.name, []).append((start, evt.cpu_time_total / 1e3))
+    if not times:
+        return []
+    calls = {n: [ms for _, ms in sorted(v)] for n, v in times.items()}
+    first = sorted(times, key=lambda n: min(t for t, _ in times[n]))
+    order = {n: i for i, n in enumerate(first)}  # launch order (the export's graph)
+    per_inf = {n: statistics.median(v) * len(v) / iters for n, v in calls.items()}
+    total = sum(per_inf.values()) or 1.0
+    return [LayerTime(name=n, median_ms=statistics.median(v), share=per_inf[n] / total,
+                      calls=max(1, round(len(v) / iters)),
+                      type="kernel" if cuda else "op", extra={"launch_order": order[n]},
+                      total_ms=sum(v), iterations=iters,
+                      times_ms=_per_inference(v, iters))
+            for n, v in sorted(calls.items(), key=lambda kv: -per_inf[kv[0]])]
+
+
+def _per_inference(calls_ms: list[float], iters: int) -> list[float]:
+    """A kernel's calls (in launch order) summed per inference: ``iters`` values when every
+    inference launched it equally often, else [] (the split would be a guess)."""
+    if iters < 1 or len(calls_ms) % iters:
+        return []
+    c = len(calls_ms) // iters
+    return [sum(calls_ms[i * c:(i + 1) * c]) for i in range(iters)]
+
+
 class TorchBackend(Backend):
     name = "torch"
     install_hint = "pip install 'trt-convbench[torch]'"
@@ -106,7 +160,13 @@ class TorchBackend(Backend):
     def _build_impl(self, spec: ConvSpec, data: ConvData, ctx: BuildContext) -> Engine:
         torch = _torch()
         kind = self.device
-        dtype = getattr(torch, _DTYPES[spec.precision])
+        prec = precision_info(spec.precision)
+        if prec.torch is None:
+            raise UnsupportedCase(prec.torch_unsupported or f"torch: no {spec.precision}")
+        if spec.typing != "strong":
+            raise UnsupportedCase(f"torch backend: typing = {spec.typing!r} is a TensorRT "
+                                  "builder mode (fp32 network, lower precision allowed)")
+        dtype = getattr(torch, prec.torch)
         # spec.algo: "autotune" (cudnn.benchmark=True, torch's usual choice for fixed shapes)
         # times cuDNN's algorithms in this process and keeps the fastest, so another process
         # may keep another; "heuristic" takes cuDNN's heuristic pick, the same in every process
@@ -118,9 +178,9 @@ class TorchBackend(Backend):
                 raise UnsupportedCase(f"no CUDA device {ctx.device_index} (torch sees {n})")
             device = torch.device("cuda", ctx.device_index)
             torch.cuda.set_device(device)
-            major, _ = torch.cuda.get_device_capability(device)
-            if spec.precision == "bf16" and major < 8:
-                raise UnsupportedCase("bf16 needs compute capability 8.0 or newer")
+            why = needs_cc(spec.precision, tuple(torch.cuda.get_device_capability(device)))
+            if why:
+                raise UnsupportedCase(why)
             torch.backends.cudnn.benchmark = autotune
             _set_tf32(torch, spec.tf32)
         t0 = time.perf_counter()
@@ -183,8 +243,15 @@ class TorchEngine(Engine):
     def _forward(self) -> Any:
         torch = _torch()
         s = self.spec
-        y = torch.nn.functional.conv2d(self._x, self._w, self._b, stride=s.stride,
-                                       padding=s.padding, dilation=s.dilation, groups=s.groups)
+        x, padding = self._x, s.padding
+        if s.asymmetric:
+            # conv2d pads symmetrically only: four-sided padding is an explicit pad first
+            # (what a torch user writes); the pad is part of the timed work
+            (top, left), (bottom, right) = s.padding, s.pad_end
+            x = torch.nn.functional.pad(x, (left, right, top, bottom))
+            padding = (0, 0)
+        y = torch.nn.functional.conv2d(x, self._w, self._b, stride=s.stride,
+                                       padding=padding, dilation=s.dilation, groups=s.groups)
         if s.activation == "relu":
             y = torch.relu_(y)
         return y
@@ -223,44 +290,13 @@ class TorchEngine(Engine):
 
     def _layer_profile_impl(self, stream: StreamLike | None, iters: int) -> list[LayerTime]:
         """Per-kernel times from ``torch.profiler`` (GPU kernels on CUDA, ATen ops on CPU)."""
-        from torch.profiler import ProfilerActivity, profile
-
-        iters = max(1, iters)
         cuda = self.device == "cuda"
-        acts = [ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]
-        with warnings.catch_warnings(), _quiet_stderr():
-            # torch >= 2.6 warns on every first profile that events of earlier cycles are
-            # dropped: we run one cycle, so nothing is lost
-            warnings.filterwarnings("ignore", message=".*Profiler clears events.*")
-            prof = self._profile(profile, acts, iters, stream, cuda)
-        times: dict[str, list[float]] = {}
-        for evt in prof.events():
-            if cuda:
-                if str(evt.device_type).endswith("CUDA") and getattr(evt, "is_user_annotation",
-                                                                     False) is False:
-                    us = getattr(evt, "device_time", None)
-                    if us is None:
-                        us = evt.cuda_time
-                    times.setdefault(evt.name, []).append(us / 1e3)
-            elif evt.cpu_parent is None and evt.name.startswith("aten::"):
-                times.setdefault(evt.name, []).append(evt.cpu_time_total / 1e3)
-        if not times:
-            return []
-        per_inf = {n: statistics.median(v) * len(v) / iters for n, v in times.items()}
-        total = sum(per_inf.values()) or 1.0
-        return [LayerTime(name=n, median_ms=statistics.median(v), share=per_inf[n] / total,
-                          calls=max(1, round(len(v) / iters)),
-                          type="kernel" if cuda else "op")
-                for n, v in sorted(times.items(), key=lambda kv: -per_inf[kv[0]])]
 
-    def _profile(self, profile: Any, acts: list[Any], iters: int, stream: StreamLike | None,
-                 cuda: bool) -> Any:
-        with profile(activities=acts) as prof:
-            for _ in range(iters):
-                self.enqueue(stream)
+        def sync() -> None:
             if cuda:
                 self._stream(stream).synchronize()
-        return prof
+
+        return profile_kernels(lambda: self.enqueue(stream), sync, iters, cuda)
 
     def _close_impl(self) -> None:
         for g in self._graphs:

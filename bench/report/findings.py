@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from bench.precision import PRECISIONS
 from bench.report.plots import axis_value, ok_rows, speedup_table
 
 MIN_EFFECT = 1.10  # ignore differences below 10 %
@@ -87,6 +88,14 @@ def precision_findings(df: pd.DataFrame, layers: pd.DataFrame, slow: str = "fp32
     return out
 
 
+def precision_pairs() -> list[tuple[str, str]]:
+    """(slower, faster) precisions to compare, from the precision registry: every lower
+    precision against fp32, and the quantized ones against fp16 too (the question of users
+    choosing int8/fp8: is it faster than fp16 for this layer?)."""
+    pairs = [("fp32", p) for p in PRECISIONS if p != "fp32"]
+    return pairs + [("fp16", p) for p, info in PRECISIONS.items() if info.quantized]
+
+
 def _reformat_share(layers: pd.DataFrame) -> dict[tuple[str, str], float]:
     if layers.empty or "kind" not in layers:
         return {}
@@ -100,9 +109,9 @@ def alignment_findings(df: pd.DataFrame) -> list[Finding]:
     efficiency (% of the roofline bound, or TFLOP/s when no ceilings are known)."""
     ok = ok_rows(df)
     out = []
-    metric = "pct_of_bound" if "pct_of_bound" in ok and ok["pct_of_bound"].notna().any() \
+    metric = "bound_pct" if "bound_pct" in ok and ok["bound_pct"].notna().any() \
         else "tflops"
-    unit = "%" if metric == "pct_of_bound" else " TFLOP/s"
+    unit = "%" if metric == "bound_pct" else " TFLOP/s"
     for (backend, prec), g in ok[ok["precision"].isin(["fp16", "bf16"])].groupby(
             ["backend", "precision"], sort=True):
         g = g[g[metric].notna()]
@@ -140,8 +149,8 @@ def workspace_findings(df: pd.DataFrame) -> list[Finding]:
         if len(g) < 2:
             continue
         groups += 1
-        t = g["median_ms"].to_numpy(dtype=float)
-        w = g["workspace"].to_numpy(dtype=float)
+        t = g["median_ms"].to_numpy(dtype=float, na_value=np.nan)
+        w = g["workspace"].to_numpy(dtype=float, na_value=np.nan)
         rel = t / t[-1]
         k = len(t) - 1
         while k > 0 and abs(rel[k - 1] - 1) <= SAME_WITHIN:
@@ -193,13 +202,13 @@ def backend_findings(df: pd.DataFrame) -> list[Finding]:
 
 def efficiency_findings(df: pd.DataFrame) -> list[Finding]:
     ok = ok_rows(df)
-    if "pct_of_bound" not in ok or ok["pct_of_bound"].notna().sum() < 3:
+    if "bound_pct" not in ok or ok["bound_pct"].notna().sum() < 3:
         return []
     out = []
-    for backend, g in ok[ok["pct_of_bound"].notna()].groupby("backend", sort=True):
+    for backend, g in ok[ok["bound_pct"].notna()].groupby("backend", sort=True):
         parts = []
         for side in ("memory", "compute"):
-            s = g.loc[g["bound_by"] == side, "pct_of_bound"]
+            s = g.loc[g["bound_by"] == side, "bound_pct"]
             if len(s):
                 parts.append(f"{side}-bound cases reach a median {s.median():.0f} % "
                              f"(n={len(s)}, best {s.max():.0f} %)")
@@ -218,16 +227,52 @@ def correctness_findings(df: pd.DataFrame) -> list[Finding]:
         f"{worst['name']} with relative L2 error {worst['rel_err']:.2g}."))]
 
 
-def findings(df: pd.DataFrame, layers: pd.DataFrame) -> list[Finding]:
-    """All findings of a run, most important first."""
+#: name at most this many cases where cuDNN's heuristic choice is far from the fastest plan
+TACTIC_CASES = 10
+
+
+def tactic_findings(table: pd.DataFrame | None) -> list[Finding]:
+    """From ``bench.report.tactics.tactic_table``: how often cuDNN's heuristic choice (its first
+    usable plan) is the fastest plan, and each case where it is at least 10 % slower."""
+    if table is None or table.empty:
+        return []
+    t = table[table["heuristic / fastest"].notna()]
+    if t.empty:
+        return []
+    ratio = t["heuristic / fastest"].astype(float)
+    slow = t[ratio >= MIN_EFFECT].sort_values("heuristic / fastest", ascending=False)
+    out = [Finding("tactics", (
+        f"`cudnn`: cuDNN's heuristic choice is the fastest plan in "
+        f"{int((ratio <= 1.0).sum())} of {len(t)} cases and at least 10 % slower in "
+        f"{len(slow)} (median heuristic/fastest {_x(float(ratio.median()))}, worst "
+        f"{_x(float(ratio.max()))}; plan times from the short tactic budget)."))]
+    for _, r in slow.head(TACTIC_CASES).iterrows():
+        out.append(Finding("tactics", (
+            f"`{r['backend']}` {r['case']}: the heuristic's plan `{r['heuristic plan']}` takes "
+            f"{_ms(float(r['heuristic ms']))}, the fastest `{r['fastest plan']}` "
+            f"{_ms(float(r['fastest ms']))} ({_x(float(r['heuristic / fastest']))} the time; "
+            f"{r['usable']} usable plans).")))
+    if len(slow) > TACTIC_CASES:
+        out.append(Finding("tactics", f"… and {len(slow) - TACTIC_CASES} more cases where the "
+                           "heuristic's plan is at least 10 % slower (see the tactic table)."))
+    return out
+
+
+def findings(df: pd.DataFrame, layers: pd.DataFrame,
+             tactics: pd.DataFrame | None = None) -> list[Finding]:
+    """All findings of a run, most important first; ``tactics`` is the cudnn tactic table."""
+    from bench.report.tables import numpy_frame
+
     if df.empty:
         return []
+    df, layers = numpy_frame(df), numpy_frame(layers)
     out: list[Finding] = []
     out += correctness_findings(df)
-    out += precision_findings(df, layers, "fp32", "fp16")
-    out += precision_findings(df, layers, "fp32", "bf16")
+    for slow, fast in precision_pairs():
+        out += precision_findings(df, layers, slow, fast)
     out += alignment_findings(df)
     out += workspace_findings(df)
     out += backend_findings(df)
     out += efficiency_findings(df)
+    out += tactic_findings(tactics)
     return out

@@ -8,9 +8,11 @@ Each plot carries its own title, axis labels with units and a legend, so it read
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -40,16 +42,82 @@ def _plt() -> Any:
     return plt
 
 
+#: every string drawn as plain text: no mathtext ($...$), no external TeX
+PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def plain_text(fn: F) -> F:
+    """Run a ``*_figure`` function with mathtext off: every Text it makes (titles, tick labels,
+    legends) keeps ``parse_math=False``, and its ``tight_layout`` measures plain text."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import matplotlib
+
+        args = tuple(_printable(a) for a in args)
+        kwargs = {k: _printable(v) for k, v in kwargs.items()}
+        with matplotlib.rc_context(PLAIN_TEXT):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+#: the text columns a figure draws as labels
+LABEL_COLUMNS = ("name", "label", "backend")
+
+
+def _printable(v: Any) -> Any:
+    """A DataFrame with control characters in its label columns shown as escapes (a stored
+    ``\x1b[2J`` is drawn as those characters, not as a missing glyph and a raw-ESC warning)."""
+    if not isinstance(v, pd.DataFrame):
+        return v
+    from bench.text import escape_controls
+
+    cols = [c for c in LABEL_COLUMNS if c in v]
+    if not cols:
+        return v
+    return v.assign(**{c: v[c].map(lambda x: escape_controls(x) if isinstance(x, str) else x)
+                       for c in cols})
+
+
+def _numpy_frames(fn: Any) -> Any:
+    """Plots work on numpy dtypes: DataFrame arguments go through ``numpy_frame``."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from bench.report.tables import numpy_frame
+
+        args = tuple(numpy_frame(a) if isinstance(a, pd.DataFrame) else a for a in args)
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def save(fig: Any, stem: Path) -> Path:
     """Write ``stem.png`` and ``stem.svg``, close the figure, return the PNG path."""
     plt = _plt()
     png = stem.with_suffix(".png")
-    fig.savefig(png, dpi=110)
-    fig.savefig(stem.with_suffix(".svg"), metadata={"Date": None})
-    plt.close(fig)
+    import matplotlib
+    from matplotlib.text import Text
+
+    # labels are data: "$x_$" is a case name, not TeX. A Text reads text.parse_math when it is
+    # made (matplotlib/text.py, Text._reset_visual_defaults: parse_math=None -> rcParams), so
+    # the texts made so far are switched off one by one, and the tick labels that drawing makes
+    # are made under rc_context (no global setting changes for the caller's own plots)
+    try:
+        with matplotlib.rc_context(PLAIN_TEXT):
+            for text in fig.findobj(Text):
+                text.set_parse_math(False)
+            fig.savefig(png, dpi=110)
+            fig.savefig(stem.with_suffix(".svg"), metadata={"Date": None})
+    finally:
+        plt.close(fig)
     return png
 
 
+@_numpy_frames
 def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
     if df.empty or "median_ms" not in df:
         return df.iloc[0:0]
@@ -66,6 +134,7 @@ def axis_value(v: Any) -> Any:
     return v
 
 
+@_numpy_frames
 def varying_axes(df: pd.DataFrame) -> list[str]:
     """Spec columns (other than precision) that take more than one value among ok results."""
     ok = ok_rows(df)
@@ -83,6 +152,7 @@ def _determines(df: pd.DataFrame, a: str, b: str) -> bool:
     return bool(pd.DataFrame({"a": ka, "b": kb}).groupby("a")["b"].nunique().max() <= 1)
 
 
+@_numpy_frames
 def plot_axes(df: pd.DataFrame) -> list[str]:
     """Varying axes, minus those that only move in lockstep with an earlier one."""
     ok = ok_rows(df)
@@ -93,6 +163,7 @@ def plot_axes(df: pd.DataFrame) -> list[str]:
     return out
 
 
+@_numpy_frames
 def twins(df: pd.DataFrame, axis: str) -> list[str]:
     """Axes that move in lockstep with ``axis``."""
     ok = ok_rows(df)
@@ -158,9 +229,9 @@ def _x_values(s: pd.Series, axis: str) -> tuple[np.ndarray, list[str] | None]:
         num = s.map(lambda v: v / 2**20 if isinstance(v, (int, float)) and not
                     (isinstance(v, float) and math.isnan(v)) else None)
         if num.notna().all():
-            return num.to_numpy(dtype=float), None
+            return num.to_numpy(dtype=float, na_value=np.nan), None
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
-        return vals.to_numpy(dtype=float), None
+        return vals.to_numpy(dtype=float, na_value=np.nan), None
     cats = sorted(set(map(str, vals)), key=_natural)
     return np.array([cats.index(str(v)) for v in vals], dtype=float), cats
 
@@ -172,6 +243,8 @@ def _natural(text: str) -> tuple[Any, ...]:
 
 
 # --- latency vs axis ----------------------------------------------------------------------------
+@plain_text
+@_numpy_frames
 def latency_axis_figure(df: pd.DataFrame, axis: str) -> Any | None:
     """Median latency vs ``axis``, one line per (backend, precision), 95 % CI of the median as
     a band; other varying axes held at one value (named in the title)."""
@@ -191,10 +264,11 @@ def latency_axis_figure(df: pd.DataFrame, axis: str) -> Any | None:
         order = np.argsort(x, kind="stable")
         x = x[order]
         g = g.iloc[order]
-        line, = ax.plot(x, g["median_ms"].to_numpy(dtype=float), marker="o", ms=4,
+        line, = ax.plot(x, g["median_ms"].to_numpy(dtype=float, na_value=np.nan), marker="o", ms=4,
                         label=f"{backend} {prec}")
-        ax.fill_between(x, g["median_ci_low_ms"].to_numpy(dtype=float),
-                        g["median_ci_high_ms"].to_numpy(dtype=float), alpha=0.25,
+        ax.fill_between(x, g["interval_low_ms"].to_numpy(dtype=float, na_value=np.nan),
+                        g["interval_high_ms"].to_numpy(dtype=float, na_value=np.nan),
+                        alpha=0.25,
                         color=line.get_color(), linewidth=0)
     if cats:
         ax.set_xticks(range(len(cats)), cats)
@@ -217,6 +291,8 @@ def latency_axis_figure(df: pd.DataFrame, axis: str) -> Any | None:
     return fig
 
 
+@plain_text
+@_numpy_frames
 def latency_case_figure(df: pd.DataFrame) -> Any | None:
     """Median latency per case (log scale) with 95 % CI whiskers: the overview for runs whose
     cases are a list rather than a sweep."""
@@ -228,7 +304,7 @@ def latency_case_figure(df: pd.DataFrame) -> Any | None:
     fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(names) + 3), 4.8))
     for (backend, prec), g in ok.groupby(["backend", "precision"], sort=True):
         g = g.sort_values("case_index")
-        err = [g["median_ms"] - g["median_ci_low_ms"], g["median_ci_high_ms"] - g["median_ms"]]
+        err = [g["median_ms"] - g["interval_low_ms"], g["interval_high_ms"] - g["median_ms"]]
         ax.errorbar(g["case_index"], g["median_ms"], yerr=err, marker="o", ms=4, capsize=2,
                     linestyle="none", label=f"{backend} {prec}")
     ax.set_xticks(names["case_index"], names["name"], rotation=60, ha="right", fontsize=7)
@@ -243,6 +319,7 @@ def latency_case_figure(df: pd.DataFrame) -> Any | None:
 
 
 # --- speedup heatmaps ---------------------------------------------------------------------------
+@_numpy_frames
 def speedup_table(df: pd.DataFrame, column: str, slow: str, fast: str) -> pd.DataFrame:
     """Pairs of ok results that differ only in ``column`` (``slow`` vs ``fast`` value):
     one row per pair with the spec columns and ``speedup`` = time(slow) / time(fast)."""
@@ -260,17 +337,19 @@ def speedup_table(df: pd.DataFrame, column: str, slow: str, fast: str) -> pd.Dat
     b = k[k[column] == fast].drop_duplicates(kc)
     if a.empty or b.empty:
         return pd.DataFrame()
-    m = a.merge(b[[*kc, "median_ms", "median_ci_low_ms", "median_ci_high_ms", "case_key", "name"]],
+    m = a.merge(b[[*kc, "median_ms", "interval_low_ms", "interval_high_ms", "case_key", "name"]],
                 on=kc, suffixes=("_slow", "_fast"))
     if m.empty:
         return m
     m["speedup"] = m["median_ms_slow"] / m["median_ms_fast"]
     # significant only when the two 95 % CIs of the median do not overlap
-    m["distinct"] = (m["median_ci_low_ms_slow"] > m["median_ci_high_ms_fast"]) | (
-        m["median_ci_high_ms_slow"] < m["median_ci_low_ms_fast"])
+    m["distinct"] = (m["interval_low_ms_slow"] > m["interval_high_ms_fast"]) | (
+        m["interval_high_ms_slow"] < m["interval_low_ms_fast"])
     return m.drop(columns=kc)
 
 
+@plain_text
+@_numpy_frames
 def speedup_figure(df: pd.DataFrame, column: str, slow: str, fast: str,
                    title: str) -> Any | None:
     """Heatmap of time(slow)/time(fast) over the two axes with most values (one row when only
@@ -325,6 +404,8 @@ def speedup_figure(df: pd.DataFrame, column: str, slow: str, fast: str,
 
 
 # --- roofline -----------------------------------------------------------------------------------
+@plain_text
+@_numpy_frames
 def roofline_figure(df: pd.DataFrame, peak: Any | None) -> Any | None:
     """Achieved TFLOP/s vs arithmetic intensity (log-log) under the device's roofs: one roof
     per precision ceiling present, the bandwidth slope shared."""
@@ -375,6 +456,7 @@ def roofline_figure(df: pd.DataFrame, peak: Any | None) -> Any | None:
 
 
 # --- per-layer ----------------------------------------------------------------------------------
+@_numpy_frames
 def layer_kind_table(records: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
     """Milliseconds per (case, backend, layer kind), with the case name: the stacked bars."""
     if layers.empty:
@@ -384,6 +466,8 @@ def layer_kind_table(records: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFram
     return t.merge(names, on=["case_key", "backend"], how="left")
 
 
+@plain_text
+@_numpy_frames
 def layers_figure(records: pd.DataFrame, layers: pd.DataFrame, limit: int = 40) -> Any | None:
     """Stacked bars per case × backend: time in convolution, reformat (red, hatched),
     activation and other layers, from the separate per-layer profiling run."""
@@ -400,7 +484,7 @@ def layers_figure(records: pd.DataFrame, layers: pd.DataFrame, limit: int = 40) 
     for kind in ["convolution", "reformat", "activation", "other"]:
         if kind not in wide:
             continue
-        v = wide[kind].to_numpy(dtype=float)
+        v = wide[kind].to_numpy(dtype=float, na_value=np.nan)
         ax.bar(x, v, bottom=bottom, color=KIND_COLOR[kind], label=kind,
                hatch="//" if kind == "reformat" else None, edgecolor="white", linewidth=0.5)
         bottom += v
@@ -415,6 +499,8 @@ def layers_figure(records: pd.DataFrame, layers: pd.DataFrame, limit: int = 40) 
 
 
 # --- build cost ---------------------------------------------------------------------------------
+@plain_text
+@_numpy_frames
 def build_figure(df: pd.DataFrame) -> Any | None:
     """Build time per case and, when engines were serialized, plan (engine) size."""
     d = df[df["build_s"].notna()] if "build_s" in df else df.iloc[0:0]
@@ -451,11 +537,13 @@ def build_figure(df: pd.DataFrame) -> Any | None:
 
 
 # --- noise --------------------------------------------------------------------------------------
+@plain_text
+@_numpy_frames
 def noise_figure(df: pd.DataFrame, target_rse: float | None = None) -> Any | None:
     """Coefficient of variation of the samples per case and backend; results that did not
     reach the noise target (or ran throttled) are outlined in red."""
     ok = ok_rows(df)
-    ok = ok[ok["cov"].notna()]
+    ok = ok[ok["cov_frac"].notna()]
     if ok.empty:
         return None
     plt = _plt()
@@ -464,7 +552,7 @@ def noise_figure(df: pd.DataFrame, target_rse: float | None = None) -> Any | Non
     x = np.arange(len(ok))
     flagged = (ok["converged"] == False) | ok["throttled"].astype(bool)  # noqa: E712
     colors = [VERDICT_COLOR["SLOW"] if f else "#1f77b4" for f in flagged]
-    ax.bar(x, ok["cov"].to_numpy(dtype=float) * 100, color=colors)
+    ax.bar(x, ok["cov_frac"].to_numpy(dtype=float, na_value=np.nan) * 100, color=colors)
     ax.set_xticks(x, [f"{n} ({b})" for n, b in zip(ok["name"], ok["backend"])], rotation=60,
                   ha="right", fontsize=7)
     ax.set_ylabel("coefficient of variation of samples (%)")
@@ -479,6 +567,8 @@ def noise_figure(df: pd.DataFrame, target_rse: float | None = None) -> Any | Non
 
 
 # --- compare ------------------------------------------------------------------------------------
+@plain_text
+@_numpy_frames
 def compare_figure(table: pd.DataFrame, threshold: float) -> Any | None:
     """Ratio new/base of the median per case, whiskers from the two medians' 95 % CIs, bars
     coloured by verdict; the ±threshold band is shaded."""
@@ -508,6 +598,7 @@ def compare_figure(table: pd.DataFrame, threshold: float) -> Any | None:
 
 
 # kept for callers of the minimal version
+@_numpy_frames
 def latency_plot(df: pd.DataFrame, path: Path) -> Path | None:
     fig = latency_case_figure(df)
     return None if fig is None else save(fig, path.with_suffix(""))

@@ -15,8 +15,9 @@ from typing import Any
 
 import pandas as pd
 
-from bench.report import plots
-from bench.report.findings import findings
+from bench.report import model as model_rollup
+from bench.report import plots, tactics
+from bench.report.findings import findings, precision_pairs
 from bench.report.tables import Run, load
 
 TIMING_DEFINITION = {
@@ -33,19 +34,37 @@ TOP_N = 10  # rows in the slowest / least efficient tables
 # --- tables -------------------------------------------------------------------------------------
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     cols = {"case_index": "#", "name": "case", "backend": "backend", "status": "status",
+            "io_precision": "I/O", "layer_precision": "layers",
             "median_ms": "median ms", "interval_low_ms": "interval low",
             "interval_high_ms": "interval high", "interval_covers": "interval covers",
-            "rse": "noise", "tflops": "TFLOP/s", "gbps": "GB/s",
-            "pct_of_bound": "% of bound", "rel_err": "rel err", "build_s": "build s",
-            "flags": "flags"}
+            "rse_frac": "noise", "tflops": "TFLOP/s", "gbps": "GB/s",
+            "bound_pct": "% of bound", "rel_err": "rel err", "checked": "checked",
+            "build_s": "build s", "flag_names": "flags"}
+    df = df.assign(checked=_checked(df))
     t = df[[c for c in cols if c in df]].rename(columns=cols).sort_values(["#", "backend"])
-    if "flags" in t and not t["flags"].astype(bool).any():
+    if "flags" in t and not t["flags"].fillna("").astype(bool).any():
         t = t.drop(columns="flags")
+    # I/O and layer precision only say something when they differ from the precision
+    if {"I/O", "layers"} <= set(t) and "precision" in df and (
+            (df["io_precision"] == df["precision"]) & (df["layer_precision"] == df["precision"])
+    ).all():
+        t = t.drop(columns=["I/O", "layers"])
     if "noise" in t:
         t["noise"] = t["noise"].map(lambda v: f"{v * 100:.2f}%" if pd.notna(v) else "")
     if "% of bound" in t and t["% of bound"].isna().all():
         t = t.drop(columns="% of bound")
     return t
+
+
+def _checked(df: pd.DataFrame) -> pd.Series:
+    """The check's coverage per row: ``"1/32"`` (images of the batch compared with the
+    float64 reference), empty where nothing was checked."""
+    if "check_images" not in df:
+        return pd.Series([""] * len(df), index=df.index, dtype="string")
+    batch = df["check_batch"] if "check_batch" in df else df["batch"]
+    return pd.Series([f"{i}/{b}" if pd.notna(i) and pd.notna(b) else ""
+                      for i, b in zip(df["check_images"], batch)], index=df.index,
+                     dtype="string")
 
 
 def slowest_table(df: pd.DataFrame, n: int = TOP_N) -> pd.DataFrame:
@@ -58,16 +77,16 @@ def slowest_table(df: pd.DataFrame, n: int = TOP_N) -> pd.DataFrame:
 def least_efficient_table(df: pd.DataFrame, n: int = TOP_N) -> pd.DataFrame:
     """Lowest % of the roofline bound; without ceilings (CPU run), lowest achieved TFLOP/s."""
     ok = plots.ok_rows(df)
-    if "pct_of_bound" in ok and ok["pct_of_bound"].notna().any():
-        ok = ok[ok["pct_of_bound"].notna()]
-        cols = ["name", "backend", "median_ms", "bound_ms", "bound_by", "pct_of_bound",
+    if "bound_pct" in ok and ok["bound_pct"].notna().any():
+        ok = ok[ok["bound_pct"].notna()]
+        cols = ["name", "backend", "median_ms", "bound_ms", "bound_by", "bound_pct",
                 "tflops", "intensity"]
-        t = ok.sort_values("pct_of_bound")[cols].head(n)
+        t = ok.sort_values("bound_pct")[cols].head(n)
     else:
         cols = ["name", "backend", "median_ms", "tflops", "intensity"]
         t = ok.sort_values("tflops")[cols].head(n)
     return t.rename(columns={"name": "case", "median_ms": "median ms", "bound_ms": "bound ms",
-                             "bound_by": "bound by", "pct_of_bound": "% of bound",
+                             "bound_by": "bound by", "bound_pct": "% of bound",
                              "tflops": "TFLOP/s", "intensity": "FLOP/B"})
 
 
@@ -208,10 +227,9 @@ def _plots(run: Run, out: Path) -> list[tuple[Path, str]]:
         add(plots.latency_axis_figure(df, axis), f"latency_vs_{axis}",
             f"median latency vs {axis}")
     add(plots.latency_case_figure(df), "latency_per_case", "median latency per case")
-    add(plots.speedup_figure(df, "precision", "fp32", "fp16", "Speedup of fp16 over fp32"),
-        "speedup_fp16_fp32", "speedup heatmap fp16 over fp32")
-    add(plots.speedup_figure(df, "precision", "fp32", "bf16", "Speedup of bf16 over fp32"),
-        "speedup_bf16_fp32", "speedup heatmap bf16 over fp32")
+    for slow, fast in precision_pairs():
+        add(plots.speedup_figure(df, "precision", slow, fast, f"Speedup of {fast} over {slow}"),
+            f"speedup_{fast}_{slow}", f"speedup heatmap {fast} over {slow}")
     backends = sorted(df["backend"].dropna().unique()) if not df.empty else []
     if "tensorrt" in backends and "torch" in backends:
         add(plots.speedup_figure(df, "backend", "torch", "tensorrt",
@@ -237,8 +255,8 @@ def _flag_lines(df: pd.DataFrame) -> list[str]:
         if not why and r.throttled:
             clk = f" (SM clock {r.sm_clock_mhz:g} MHz)" if pd.notna(r.sm_clock_mhz) else ""
             why.append(f"GPU clocks were throttled{clk}")
-        if not why and r.converged is False:
-            why.append(f"noise target not met (RSE {r.rse * 100:.2f}%)")
+        if not why and pd.notna(r.converged) and not r.converged:
+            why.append(f"noise target not met (RSE {r.rse_frac * 100:.2f}%)")
         if why:
             out.append(f"`{r.backend}` {r.name}: {'; '.join(why)}")
     return out
@@ -273,22 +291,34 @@ def build_blocks(run: Run, out: Path) -> list[Block]:
     blocks = [Block("h1", title), Block("ul", _env_lines(run))]
     if df.empty:
         return blocks + [Block("p", "No records in this run.")]
-    modes = sorted(m for m in df["mode"].dropna().unique())
+    modes = sorted(m for m in df["timer_mode"].dropna().unique())
     blocks.append(Block("h2", "What the numbers mean"))
     blocks.append(Block("ul", [
         f"`{m}`: {TIMING_DEFINITION.get(m, m)}; L2 "
-        f"{', '.join(sorted(df.loc[df['mode'] == m, 'l2'].dropna().unique()))}." for m in modes
+        f"{', '.join(sorted(df.loc[df['timer_mode'] == m, 'l2'].dropna().unique()))}."
+        for m in modes
     ] + _interval_lines(df) + [
         "`% of bound`: the roofline bound max(FLOPs / peak FLOP/s, minimum bytes / bandwidth) "
-        "divided by the measured median; 100 % is the hardware limit."]))
-    found = findings(df, run.layers)
+        "divided by the measured median; 100 % is the hardware limit. FLOPs are the "
+        "convolution's 2·N·K·(C/g)·R·S·P·Q; bias adds and the activation are not in them.",
+        "`checked`: images of the batch compared with the float64 reference (e.g. 1/32: the "
+        "first image only); the rest of the batch ran but was not checked."]))
+    plans = tactics.load_plans(run.dir)
+    tactic_table = tactics.tactic_table(plans, df)
+    found = findings(df, run.layers, tactic_table)
+    rollup = model_rollup.rollup(run)  # None unless the suite came from a model
+    texts = (model_rollup.rollup_findings(rollup) if rollup else []) + [f.text for f in found]
     blocks.append(Block("h2", "Findings"))
-    blocks.append(Block("ul", [f.text for f in found]) if found else
+    blocks.append(Block("ul", texts) if texts else
                   Block("p", "No finding passed the evidence rules (differences larger than "
                         "the noise and than 10 %)."))
+    if rollup is not None:
+        blocks += [Block(kind, content, alt) for kind, content, alt in
+                   model_rollup.blocks(rollup)]
     blocks += [Block("h2", "Summary"), Block("table", summary_table(df), "summary")]
     for png, alt in _plots(run, out):
         blocks.append(Block("img", png, alt))
+    blocks += _tactic_blocks(df, run.layers, plans, tactic_table, out)
     ok = plots.ok_rows(df)
     if not ok.empty:
         blocks += [Block("h2", "Slowest cases"), Block("table", slowest_table(df), "slowest"),
@@ -304,14 +334,58 @@ def build_blocks(run: Run, out: Path) -> list[Block]:
     return blocks
 
 
+def _tactic_blocks(df: pd.DataFrame, layers: pd.DataFrame, plans: pd.DataFrame,
+                   tactic_table: pd.DataFrame, out: Path) -> list[Block]:
+    """Backends side by side (with kernel counts), and the cudnn tactic spread + its plot."""
+    blocks = []
+    side = tactics.backend_table(df, layers)
+    if not side.empty:
+        blocks += [Block("h2", "Backends side by side"),
+                   Block("p", "Median ms per case (a status where the case did not pass) and "
+                         "kernels per inference from each backend's per-layer profile "
+                         "(TensorRT: layers)."),
+                   Block("table", side, "backends")]
+    if not tactic_table.empty:
+        blocks += [Block("h2", "cuDNN plans (tactics)"),
+                   Block("p", "Every plan cuDNN's heuristics (modes A, FALLBACK) proposed was "
+                         "built, checked and timed with a short budget; `heuristic` is "
+                         "cuDNN's first usable plan, `chosen` the one measured (fastest for "
+                         "algo = autotune). Times in ms."),
+                   Block("table", tactic_table, "tactics")]
+        fig = tactics.tactic_figure(plans)
+        if fig is not None:
+            blocks.append(Block("img", plots.save(fig, out / "tactics"),
+                                "cuDNN plan times per case"))
+    return blocks
+
+
 def write_report(run_dir: str | Path, out_root: str | Path = "reports") -> Path:
     """Write ``<out_root>/<suite>/<run-id>/report.md``, ``report.html`` (self-contained) and the
     plots (PNG + SVG); returns the path of report.md."""
+    from bench.errors import BenchError
+    from bench.paths import check_name, contained, staged_dir
+
     run = load(run_dir)
-    out = Path(out_root) / str(run.info.get("suite")) / Path(run_dir).name
-    out.mkdir(parents=True, exist_ok=True)
-    blocks = build_blocks(run, out)
-    path = out / "report.md"
-    path.write_text(to_markdown(blocks))
-    (out / "report.html").write_text(to_html(blocks, str(blocks[0].content)))
-    return path
+    from bench.text import escape_controls
+
+    for col in ("name", "label", "error"):  # report.md is read in terminals too
+        if col in run.records:
+            run.records[col] = run.records[col].map(
+                lambda x: escape_controls(x) if isinstance(x, str) else x)
+    suite = check_name(run.info.get("suite"), f"{Path(run_dir) / 'run.json'}: suite")
+    src = Path(run_dir).resolve()
+    final = contained(out_root, suite, src.name)
+    if final == src or src.is_relative_to(final) or (final / "run.json").exists():
+        raise BenchError(f"{final}: is a run directory; choose a --out for reports that is "
+                         "not the results folder")
+    # plots and both reports go into a hidden sibling, which replaces the old report only when
+    # all of it is written: an interrupted report never leaves new plots beside an old report.md
+    try:
+        with staged_dir(final) as out:
+            blocks = build_blocks(run, out)
+            (out / "report.md").write_text(to_markdown(blocks))
+            (out / "report.html").write_text(to_html(blocks, str(blocks[0].content)))
+    except OSError as e:
+        raise BenchError(f"{final}: cannot write the report ({e.strerror or e}); an earlier "
+                         "report there is unchanged") from None
+    return final / "report.md"

@@ -164,11 +164,12 @@ class Sweep:
                                          f"worker crashed on each of {len(task.crashes)} "
                                          f"attempts: {'; '.join(task.crashes)}"), None)
 
+    def close(self) -> None:
+        """Release the run directory's lock (the executor calls this when the sweep ends)."""
+        self._locks.close()
+
     def abandon(self) -> None:
         """Forget in-flight tasks (interrupted run): they are not done, ``--resume`` redoes them."""
         self.in_flight.clear()
         self.pending.clear()
 
-    def close(self) -> None:
-        """Release the run directory (its writer lock)."""
-        self._locks.close()

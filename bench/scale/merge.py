@@ -15,8 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError, SchemaError
-from bench.record import LayerRow, Record
-from bench.store import RUN_FILE, RunStore, load_layers, load_records, read_run_info
+from bench.paths import check_name, contained, staged_dir
+from bench.record import SCHEMA_VERSION, LayerRow, Record
+from bench.store import (
+    RUN_FILE,
+    RunStore,
+    WriteError,
+    load_layers,
+    load_records,
+    new_run_id,
+    read_run_info,
+)
 
 
 @dataclass
@@ -74,12 +83,27 @@ def merge_runs(run_dirs: list[Path], out: Path, argv: list[str] | None = None) -
             records.append(rec)
         layers.extend(load_layers(d))
 
-    store = RunStore.create(out, first["suite"], _merged_info(dirs, infos, argv))
-    for rec in sorted(records, key=lambda r: (r.case_index, r.backend)):
-        store.append(rec)
-    for row in layers:
-        store.append_layers(row)
-    return MergeSummary(store.dir, len(records), _expected(first), dirs)
+    suite = check_name(first.get("suite"), f"{first_dir / RUN_FILE}: suite")
+    final = contained(out, suite, new_run_id())
+    info = {"schema": SCHEMA_VERSION, **_merged_info(dirs, infos, argv)}
+    ordered = sorted(records, key=lambda r: (r.case_index, r.backend))
+    # written into a hidden sibling and renamed when complete: a merge killed or out of space
+    # midway leaves no directory that looks like a merged run
+    try:
+        with staged_dir(final) as tmp:
+            store = RunStore(tmp)
+            store.write_run_info(info)
+            for rec in ordered:
+                store.append(rec)
+            for row in layers:
+                store.append_layers(row)
+    except WriteError as e:
+        raise BenchError(f"merge: {final}: {e.why}; the merged run was not written (the input "
+                         "runs are unchanged)") from None
+    except OSError as e:  # creating or renaming the staging directory
+        raise BenchError(f"merge: {final}: cannot write ({e.strerror or e}); the merged run was "
+                         "not written (the input runs are unchanged)") from None
+    return MergeSummary(final, len(records), _expected(first), dirs)
 
 
 def _merged_info(dirs: list[Path], infos: dict[Path, dict[str, Any]],

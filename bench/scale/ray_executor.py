@@ -9,6 +9,7 @@ whole cluster. ``ray`` is an optional extra, imported only here and only when as
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -24,13 +25,38 @@ INSTALL_HINT = "pip install 'trt-convbench[ray]'"
 MAX_RESTARTS = 3
 
 
-def import_ray() -> Any:
+def import_ray(local: bool = False) -> Any:
+    """``ray``; ``local``: set up for a private instance on the loopback interface (see
+    :func:`init_local`), which must happen before ray's constants are read."""
+    if local:
+        # ray/_private/services.py get_node_ip_address (Ray 2.60, lines 811-821): with
+        # ray_constants.ENABLE_RAY_CLUSTER off it returns get_localhost_ip() (127.0.0.1) instead
+        # of the address other hosts reach, and resolve_ip_for_localhost maps _node_ip_address
+        # "127.0.0.1" through it. ENABLE_RAY_CLUSTER is this variable, read when ray is imported
+        # (ray_constants.py lines 657-661); the raylet and workers inherit it.
+        os.environ[_LOOPBACK_ENV] = "0"
     try:
         import ray
     except ImportError:
         raise BenchError(f"--executor ray needs Ray, which is not installed: {INSTALL_HINT}") \
             from None
+    if local:
+        with contextlib.suppress(ImportError, AttributeError):
+            from ray._private import ray_constants  # already imported before us: set it too
+
+            ray_constants.ENABLE_RAY_CLUSTER = False
     return ray
+
+
+_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def init_local(ray: Any) -> None:
+    """Start a new private Ray instance bound to 127.0.0.1: never join the cluster that
+    RAY_ADDRESS or /tmp/ray/ray_current_cluster names (``address="local"``, ray.init's docstring
+    point 4), no dashboard, and the GCS, raylet and workers listening on the loopback only."""
+    ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
+             log_to_driver=False)
 
 
 class CaseActor:
@@ -72,13 +98,18 @@ def cluster_gpus(ray: Any) -> int:
 def run_ray(plan: RunPlan, address: str | None = None, workers: int | None = None,
             on_record: Any = None) -> RunSummary:
     """Run a plan on a Ray cluster: one actor per GPU (``workers`` actors, default: every GPU
-    of the cluster); ``address`` None joins a running cluster or starts a local one."""
-    ray = import_ray()
+    of the cluster); ``address`` None (and no RAY_ADDRESS) starts a private local instance on
+    127.0.0.1 (a Ray already initialized in this process is used as it is)."""
+    address = address or os.environ.get("RAY_ADDRESS") or None  # an explicit choice, as --address
+    ray = import_ray(local=address is None)
     sweep = Sweep(plan, executor="ray", on_record=on_record)
     started_here = not ray.is_initialized()
     if started_here:
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            if address is None:
+                init_local(ray)
+            else:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False)
         except (ConnectionError, ValueError, RuntimeError) as e:
             raise BenchError(f"Ray: cannot connect to {address or 'a cluster'}: {e}") from None
     try:

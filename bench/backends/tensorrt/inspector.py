@@ -89,10 +89,18 @@ class EngineLayout:
     schema: str  # "10.x" (Bindings), "11.x" (I/O Tensors) or "unknown"
     layers: list[InspectedLayer]
     io: list[TensorInfo]
+    raw_json: str | None = None  # the inspector's text, exactly as TensorRT wrote it
 
     @property
     def reformat_layers(self) -> list[InspectedLayer]:
         return [layer for layer in self.layers if layer.reformat]
+
+    def tactics(self) -> list[dict[str, Any]]:
+        """The tactic chosen per engine layer, in execution order, as BuildInfo records them:
+        ``{"layer", "type", "tactic"}`` (tactic None when the engine was built without
+        ``ProfilingVerbosity.DETAILED``)."""
+        return [{"layer": layer.name, "type": layer.type, "tactic": layer.tactic}
+                for layer in self.layers]
 
 
 _LAYER_KEYS = {"Name", "LayerType", "TacticName", "TacticValue", "Inputs", "Outputs"}
@@ -199,8 +207,9 @@ def layer_times(reports: Sequence[Sequence[tuple[str, float]]],
             calls[n] = max(calls.get(n, 0), c)
     if not order:
         return []
-    medians = {n: statistics.median([it.get(n, 0.0) for it in per_iter]) for n in order}
-    return _with_shares(medians, order, calls, layout)
+    times = {n: [it.get(n, 0.0) for it in per_iter] for n in order}
+    medians = {n: statistics.median(v) for n, v in times.items()}
+    return _with_shares(medians, order, calls, layout, times)
 
 
 def parse_trtexec_profile(doc: str | Sequence[Any],
@@ -226,7 +235,8 @@ def parse_trtexec_profile(doc: str | Sequence[Any],
 
 
 def _with_shares(medians: Mapping[str, float], order: Iterable[str], calls: Mapping[str, int],
-                 layout: EngineLayout | None) -> list[LayerTime]:
+                 layout: EngineLayout | None,
+                 times: Mapping[str, list[float]] | None = None) -> list[LayerTime]:
     info = {layer.name: layer for layer in layout.layers} if layout else {}
     total = sum(medians.values()) or 1.0
     out = []
@@ -237,6 +247,9 @@ def _with_shares(medians: Mapping[str, float], order: Iterable[str], calls: Mapp
         extra: dict[str, Any] = {"reformat": reformat}
         if layer is not None:
             extra.update(tactic=layer.tactic, precisions=layer.precisions)
+        t = list(times[n]) if times else []
         out.append(LayerTime(name=n, median_ms=medians[n], share=medians[n] / total,
-                             calls=calls.get(n, 1), type=ltype, extra=extra))
+                             calls=calls.get(n, 1), type=ltype, extra=extra,
+                             total_ms=sum(t) if t else None,
+                             iterations=len(t) if t else None, times_ms=t))
     return out

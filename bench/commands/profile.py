@@ -14,7 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.commands import common_args
+from bench.commands._output import console, print_summary
 from bench.errors import BenchError
+from bench.text import safe
 
 
 def find_case(suite: Any, which: str) -> Any:
@@ -44,51 +47,59 @@ def profiler_commands(argv: list[str], case_key: str) -> dict[str, str]:
     }
 
 
-def cmd_profile(args: argparse.Namespace) -> int:
-    from bench.cli import _console, _print_summary, timing_overrides
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("suite", type=Path)
+    p.add_argument("--case", required=True, help="case key, label, name or index")
+    p.add_argument("--backend", help="backend (default: the suite's first)")
+    common_args.add_device_option(p.add_argument)
+    common_args.add_cache_dir_option(p.add_argument)
+    common_args.add_timing_group(p)
+
+
+def main(args: argparse.Namespace) -> int:
+    return run(suite=args.suite, case=args.case, backend=args.backend, device=args.device,
+               cache_dir=args.cache_dir,
+               timing={n: getattr(args, n) for n in common_args.timing_fields()})
+
+
+def run(*, suite: str | Path, case: str, backend: str | None = None, device: int = 0,
+        cache_dir: str | Path | None = None, timing: dict[str, Any] | None = None,
+        argv: list[str] | None = None) -> int:
+    """Measure one case with profiler ranges and print the nsys/ncu lines that capture it.
+    ``argv``: the command those lines rerun (default: this process's)."""
     from bench.plan import make_plan
     from bench.runner import measure_case, nvtx_range
     from bench.suite import load_suite
 
-    suite = load_suite(args.suite)
-    case = find_case(suite, args.case)
-    plan = make_plan(suite, backends=[args.backend or suite.backends[0]],
-                     timing={"profile_iters": 0, **timing_overrides(args)},
-                     cache_dir=args.cache_dir, device_index=args.device)
-    timing = plan.timing
-    [backend], _ = plan.resolve_backends()
-    out = _console()
+    the_suite = load_suite(suite)
+    the_case = find_case(the_suite, case)
+    # no layer profile unless asked for: the profiler should see the measurement only
+    given = {k: v for k, v in (timing or {}).items() if v is not None}
+    plan = make_plan(the_suite, backends=[backend or the_suite.backends[0]],
+                     timing={"profile_iters": 0, **given},
+                     cache_dir=Path(cache_dir) if cache_dir else None, device_index=device)
+    cfg = plan.timing
+    [b], _ = plan.resolve_backends()
+    out = console()
     # this interpreter, explicitly: a profiler may start another python3 from its own PATH
-    argv = [sys.executable, "-m", "bench", *sys.argv[1:]]
+    rerun = [sys.executable, "-m", "bench", *(sys.argv[1:] if argv is None else argv)]
     # a profiler replays each kernel synchronously: a stream held until the host has queued
     # the whole sample would never run under it, so time this run's graph replays unblocked
     from bench.gpu.timers import UNBLOCK_ENV
 
     os.environ[UNBLOCK_ENV] = "1"
-    gpu = plan.gpu_session() if backend.device == "cuda" else None
+    gpu = plan.gpu_session() if b.device == "cuda" else None
     try:
-        with nvtx_range(f"case {case.index} {backend.name} {case.name}", payload=case.index):
-            rec, _ = measure_case(case, backend, timing, gpu, plan.cache_dir,
+        with nvtx_range(f"case {the_case.index} {b.name} {the_case.name}",
+                        payload=the_case.index):
+            rec, _ = measure_case(the_case, b, cfg, gpu, plan.cache_dir,
                                   profiler_range=gpu is not None)
     finally:
         if gpu is not None:
             gpu.close()
-    _print_summary(out, [rec])
+    print_summary(out, [rec])
     if gpu is None:
         out.print("this case ran on the CPU: the Nsight commands below need a CUDA backend")
-    for tool, line in profiler_commands(argv, case.key).items():
-        out.print(f"[bold]{tool}:[/] {line}", soft_wrap=True, highlight=False)
+    for tool, line in profiler_commands(rerun, the_case.key).items():
+        out.print(f"[bold]{tool}:[/] {safe(line)}", soft_wrap=True, highlight=False)
     return 0 if rec.status in ("ok", "check_failed") else 1
-
-
-def register(sub: Any) -> None:
-    from bench.cli import add_timing_args
-
-    p = sub.add_parser("profile", help="run one case with profiler ranges; print nsys/ncu lines")
-    p.add_argument("suite", type=Path)
-    p.add_argument("--case", required=True, help="case key, label, name or index")
-    p.add_argument("--backend", help="backend (default: the suite's first)")
-    p.add_argument("--device", type=int, default=0)
-    p.add_argument("--cache-dir", type=Path)
-    add_timing_args(p)
-    p.set_defaults(func=cmd_profile)
