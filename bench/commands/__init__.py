@@ -57,6 +57,8 @@ COMMANDS: tuple[Command, ...] = (
             "with CUDA)", install="pip install 'trt-convbench[torch]'"),
     Command("doctor", "bench.commands.doctor",
             "which backends and GPUs can run here, and why not"),
+    Command("suite", "bench.commands.suite", "make suite files (from an ONNX model)",
+            install="pip install 'trt-convbench[onnx]'"),
 )
 
 #: top-level package of a missing module → the install command that brings it

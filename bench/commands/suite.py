@@ -1,7 +1,7 @@
 """``convbench suite from-onnx MODEL -o suites/NAME.toml``: a suite of a model's convolutions.
 
-Parser setup, then ``run(...)`` (plain keywords, what tests call), then the library:
-``bench.onnx_suite.suite_from_onnx``.
+Parser setup (``add_arguments``), ``main(args)``, then ``run(...)`` (plain keywords, what tests
+call), then the library: ``bench.onnx_suite.suite_from_onnx``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.commands.common_args import positive_int
 from bench.errors import BenchError
 
 
@@ -67,18 +68,7 @@ def cmd_from_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
-
-
-def register(sub: Any) -> None:
-    p = sub.add_parser("suite", help="make suite files (from an ONNX model)")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     ssub = p.add_subparsers(dest="suite_command", required=True)
     f = ssub.add_parser("from-onnx", help="a suite of every 2-D convolution of an ONNX model, "
                         "identical layers once with their count")
@@ -86,7 +76,7 @@ def register(sub: Any) -> None:
     f.add_argument("-o", "--output", type=Path,
                    help="suite file to write (default: print it)")
     f.add_argument("--name", help="suite name (default: the model's file name)")
-    f.add_argument("--batch", type=_positive, help="batch size: the first dimension of every "
+    f.add_argument("--batch", type=positive_int, help="batch size: the first dimension of every "
                    "model input")
     f.add_argument("--input-shape", action="append", metavar="NAME:1x3x224x224",
                    help="shape of a model input with dynamic dimensions (repeatable)")
@@ -95,4 +85,8 @@ def register(sub: Any) -> None:
     f.add_argument("--backend", action="append", dest="backends", metavar="B",
                    help="backends of the suite (repeatable; default tensorrt and torch)")
     f.add_argument("--force", action="store_true", help="overwrite an existing suite file")
-    f.set_defaults(func=cmd_from_onnx)
+    f.set_defaults(suite_func=cmd_from_onnx)
+
+
+def main(args: argparse.Namespace) -> int:
+    return int(args.suite_func(args))
