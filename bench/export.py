@@ -61,23 +61,36 @@ def export_tables(run_dir: str | Path, out_dir: str | Path, fmt: str = "csv") ->
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    from bench.paths import staged_file
+    import contextlib
+    import os
 
+    from bench.paths import PARTIAL, _sibling
+
+    # every table is written under a hidden name first and renamed only when all are complete:
+    # an interrupted export leaves neither a truncated table nor a lone one
+    staged: list[tuple[Path, Path]] = []
     try:
         for name, df in frames.items():
             if df.empty and name != "records":
                 continue
             path = out / f"{name}.{fmt}"
-            # written under a hidden name and renamed when complete: never a truncated table
-            with staged_file(path) as tmp:
-                if fmt == "csv":
-                    df.to_csv(tmp, index=False)  # pd.NA → an empty cell
-                else:
-                    df.to_parquet(tmp, index=False)
+            tmp = _sibling(path, PARTIAL)
+            staged.append((tmp, path))
+            if fmt == "csv":
+                df.to_csv(tmp, index=False)  # pd.NA → an empty cell
+            else:
+                df.to_parquet(tmp, index=False)
+        for tmp, path in staged:
+            os.replace(tmp, path)
             written.append(path)
-    except OSError as e:
-        raise BenchError(f"{getattr(e, 'filename', None) or out}: cannot write the export "
-                         f"({e.strerror or e}); tables written before it are complete") from None
+    except BaseException as e:
+        for tmp, _ in staged:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        if isinstance(e, OSError):
+            raise BenchError(f"{getattr(e, 'filename', None) or out}: cannot write the export "
+                             f"({e.strerror or e}); nothing was replaced") from None
+        raise
     return written
 
 

@@ -51,7 +51,7 @@ def check_backend_names(names: list[str], prefix: str = "--") -> list[str]:
 
     unknown = [n for n in names if n not in BACKENDS]
     if unknown:
-        raise BenchError(f"{prefix}backend: unknown backend {unknown[0]!r} (known: "
+        raise BenchError(f"{prefix}backend {unknown[0]}: unknown backend (known: "
                          f"{', '.join(BACKENDS)})")
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)

@@ -68,5 +68,8 @@ def test_dry_run_lists_cases_without_running(cli_env: dict[str, str], tmp_path: 
 
 
 def test_argparse_errors_exit_2(cli_env: dict[str, str]) -> None:
-    r = _run(["run"], cli_env)
+    r = _run(["run", "--no-such-flag"], cli_env)
     assert r.returncode == 2
+    # a run with neither a suite file nor --case is a user error: one line, exit 1
+    r = _run(["run"], cli_env)
+    assert r.returncode == 1 and "give a suite file or --case" in r.stderr

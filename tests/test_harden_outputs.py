@@ -166,8 +166,8 @@ def test_interrupted_export_leaves_no_truncated_file(tmp_path: Path,
     assert _everything(out) == []  # neither a truncated layers.csv nor a lone records.csv
     monkeypatch.setattr(pd.DataFrame, "to_csv", real)
     written = export_tables(run, out)
-    assert sorted(p.name for p in written) == ["layers.csv", "records.csv"]
-    assert _everything(out) == ["layers.csv", "records.csv"]
+    assert sorted(p.name for p in written) == ["layers.csv", "records.csv", "samples.csv"]
+    assert _everything(out) == ["layers.csv", "records.csv", "samples.csv"]
 
 
 def test_interrupted_merge_leaves_no_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

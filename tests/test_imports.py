@@ -45,7 +45,7 @@ def test_doctor_explains_missing_backends(cli_env: dict[str, str]) -> None:
 
 def test_model_modules_import_without_onnx_and_say_how_to_install(cli_env: dict[str, str],
                                                                   tmp_path: object) -> None:
-    code = BLOCK.replace("'ray'}", "'ray', 'onnx'}") + textwrap.dedent("""
+    code = BLOCK.replace("'cudnn'}", "'cudnn', 'onnx'}") + textwrap.dedent("""
         import bench.onnx_suite, bench.commands.suite, bench.suite_overrides, bench.rundirs
         import bench.suite_text, bench.report.model
         heavy = [m for m in sys.modules if m.split('.')[0] in {'torch', 'onnx'}]

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from bench import suite_text
+from bench.record import Stats, TimingFacts
 from bench.report import write_report
 from bench.report.model import rollup
 from bench.report.tables import load
-from bench.stats import summarize
+from bench.runner import new_record
 from bench.store import RunStore
 from bench.suite import parse_suite
 
@@ -43,13 +44,10 @@ def _run(tmp_path: Path, text: str | None = None) -> Path:
     for c in suite.cases:
         med = MEDIANS[(c.label, c.spec.precision)] * c.spec.batch
         ms = list(med * (1 + 0.001 * rng.standard_normal(30)))
-        store.append({"case_index": c.index, "case_key": c.key, "label": c.label,
-                      "name": c.name, "backend": "torch", "device": "cpu", "status": "ok",
-                      "spec": c.spec.model_dump(mode="json"),
-                      "derived": {"flops": c.spec.flops, "bytes_min": c.spec.bytes_min,
-                                  "intensity": c.spec.intensity},
-                      "samples_ms": ms, "stats": summarize(ms).to_json(),
-                      "timing": {"mode": "host", "l2": "n/a", "converged": True}})
+        rec = new_record(c, "torch", "cpu", None, status="ok")
+        rec.samples_ms, rec.stats = ms, Stats.of(ms)
+        rec.timing = TimingFacts(mode="host", iters_per_sample=1, l2="n/a", converged=True)
+        store.append(rec)
     return store.dir
 
 

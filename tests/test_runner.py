@@ -185,7 +185,7 @@ def test_two_concurrent_resumes_one_refused_naming_the_holder_no_duplicates(
     try:
         lock = run_dir / ".lock"
         deadline = time.time() + 120
-        while f"pid {holder.pid} " not in (lock.read_text() if lock.exists() else ""):
+        while f'"pid": {holder.pid},' not in (lock.read_text() if lock.exists() else ""):
             assert holder.poll() is None, holder.communicate()
             assert time.time() < deadline, "the first resume never took the run's lock"
             time.sleep(0.05)
@@ -200,8 +200,8 @@ def test_two_concurrent_resumes_one_refused_naming_the_holder_no_duplicates(
     assert second.returncode == 1, second.stderr
     lines = [ln for ln in second.stderr.splitlines() if ln.strip()]
     assert "Traceback" not in second.stderr and len(lines) == 1, second.stderr
-    assert lines[0].startswith(f"convbench: error: {run_dir}: is being written by another "
-                               f"convbench process (pid {holder.pid} on "), lines[0]
+    assert lines[0].startswith(f"convbench: error: {run_dir}: in use by pid {holder.pid} on "
+                               ), lines[0]
     assert "results" not in second.stdout  # refused before any case ran
     assert holder.returncode == 130, h_err  # the holder was still measuring: it held the run
     keys = [(r.case_key, r.backend) for r in load_records(run_dir)]  # parses, no duplicates

@@ -117,8 +117,7 @@ def test_a_schema_1_record_is_upgraded_on_load(tmp_path: Path) -> None:
 def test_a_second_writer_is_refused_while_the_lock_is_held(tmp_path: Path) -> None:
     st = _store(tmp_path)
     with st.lock():
-        with pytest.raises(BenchError, match=r"is being written by another convbench process "
-                                             rf"\(pid {os.getpid()} on "):
+        with pytest.raises(BenchError, match=rf"in use by pid {os.getpid()} on "):
             with RunStore.open(st.dir).lock():
                 pass  # pragma: no cover
     with RunStore.open(st.dir).lock():  # released: the next writer gets it

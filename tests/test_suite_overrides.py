@@ -78,8 +78,8 @@ def test_set_on_a_shipped_suite_and_bad_sets() -> None:
     for sets, needle in [(["precison=fp16"], "--set precison=fp16: unknown conv field"),
                          (["precision"], "--set precision: expected AXIS=V1,V2"),
                          (["batch=1,1"], "a value is given twice"),
-                         (["precision=fp8"], "with --set precision=fp8: cases[0] "
-                          "(precision=fp8): precision: Input should be")]:
+                         (["precision=fp64"], "with --set precision=fp64: cases[0] "
+                          "(precision=fp64): precision: Input should be")]:
         with pytest.raises(BenchError) as e:
             apply_sets(base, sets)
         assert needle in str(e.value), str(e.value)

@@ -22,7 +22,9 @@ def run(model: Path, output: Path | None = None, *, name: str | None = None,
         force: bool = False, command: str = "") -> str:
     """Write the suite of ``model``'s convolutions to ``output`` (or return it only); returns
     the suite text."""
-    from bench.onnx_suite import parse_input_shape, suite_from_onnx
+    from bench.onnx_suite import _onnx, parse_input_shape, suite_from_onnx
+
+    _onnx()  # without the onnx package, say what to install before looking at the model
 
     shapes: dict[str, list[int]] = {}
     for text in input_shapes or []:
