@@ -294,7 +294,8 @@ def latency_axis_figure(df: pd.DataFrame, axis: str) -> Any | None:
 @plain_text
 @_numpy_frames
 def latency_case_figure(df: pd.DataFrame) -> Any | None:
-    """Median latency per case (log scale) with 95 % CI whiskers: the overview for runs whose
+    """Median latency per case (log scale) with interval whiskers (the 95 % CI within a pass,
+    or the between-pass interval of a replicated case): the overview for runs whose
     cases are a list rather than a sweep."""
     ok = ok_rows(df)
     if ok.empty:
@@ -311,7 +312,8 @@ def latency_case_figure(df: pd.DataFrame) -> Any | None:
     _log_y(ax)
     ax.set_xlabel("case")
     ax.set_ylabel("median latency per inference (ms)")
-    ax.set_title("Latency per case (whiskers: 95 % CI of the median)")
+    ax.set_title("Latency per case (whiskers: the median's interval, within pass or between "
+                 "passes)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, title="backend precision", title_fontsize=8)
     fig.tight_layout()
