@@ -49,7 +49,9 @@ def _measure(backend: Any, gpu: Any, **fields: Any) -> tuple[dict[str, Any], Any
     from bench.runner import measure_case
 
     spec = ConvSpec(**fields)
-    return measure_case(Case(0, spec), backend, QUICK, gpu, None)
+    rec, layers = measure_case(Case(0, spec), backend, QUICK, gpu, None)
+    # the stored form (what records.jsonl and layers.jsonl hold), as these checks read it
+    return rec.to_json(), (layers.to_json() if layers is not None else None)
 
 
 def _usable(rec: dict[str, Any]) -> list[dict[str, Any]]:
