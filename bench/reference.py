@@ -71,8 +71,16 @@ def reference_bytes(spec: ConvSpec, n: int) -> int:
 
 
 def reference(spec: ConvSpec, data: ConvData, batch: int | None = None) -> np.ndarray:
-    """float64 convolution (+bias, +activation) of the first ``batch`` images."""
+    """float64 convolution (+bias, +activation) of the first ``batch`` images; computed once
+    per case data (kept in ``data.refs``)."""
     n = check_batch(spec) if batch is None else batch
+    cached = data.refs.get((spec.key, n))
+    if cached is None:
+        cached = data.refs[(spec.key, n)] = _reference(spec, data, n)
+    return cached
+
+
+def _reference(spec: ConvSpec, data: ConvData, n: int) -> np.ndarray:
     x = data.x[:n].astype(np.float64)
     w = data.w.astype(np.float64)
     (ph, pw), (sh, sw), (dh, dw) = spec.padding, spec.stride, spec.dilation

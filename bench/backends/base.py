@@ -50,6 +50,11 @@ class ConvData:
     w: np.ndarray
     b: np.ndarray | None
     scales: QuantScales | None = None
+    #: float64 references already computed from these tensors, by (case key, images): the
+    #: cudnn backend checks every plan against the reference and the check step checks the
+    #: chosen engine, and both get the one computation
+    refs: dict[tuple[str, int], np.ndarray] = field(default_factory=dict, repr=False,
+                                                    compare=False)
 
 
 @dataclass(frozen=True)
