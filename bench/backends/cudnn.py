@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import logging
 import math
 import os
 import statistics
@@ -48,6 +49,8 @@ from bench.backends.base import (
 from bench.errors import BuildFailed, UnsupportedCase
 from bench.precision import TOLERANCE, decode, encode, storage_dtype
 from bench.spec import ConvSpec
+
+log = logging.getLogger(__name__)
 
 #: one replay of a plan's tactic-timing graph lasts about this long
 PLAN_REPLAY_MS = 1.0
@@ -363,6 +366,8 @@ class CudnnEngine(Engine):
                 continue
             finally:
                 rec["build_s"] = time.perf_counter() - t_build
+                log.debug("plan %d %s: build %.3f s, %s", i, rec["name"], rec["build_s"],
+                          rec["status"])
             with contextlib.suppress(Exception):
                 rec["behavior_notes"] = [_enum_name(b) for b in
                                          g.get_behavior_notes_for_plan_at_index(i)]
@@ -380,7 +385,10 @@ class CudnnEngine(Engine):
                 if time.perf_counter() - t0 > SEARCH_BUDGET_S:
                     rec["status"], rec["error"] = "skipped_budget", PLAN_STATUS["skipped_budget"]
                     continue
+                t_plan = time.perf_counter()
                 self._time_plan(rec, ws, ref, images, best)
+                log.debug("plan %d %s: %s, %s ms (%s) in %.3f s", rec["index"], rec["name"],
+                          rec["status"], rec["ms"], rec["timed_by"], time.perf_counter() - t_plan)
                 if rec["status"] == "ok" and rec["ms"] is not None:
                     best = min(best, rec["ms"])
         finally:
