@@ -5,6 +5,7 @@ one module each; nothing there imports this module.
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 
@@ -24,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
             return int(args.func(args))
     except BenchError as e:
         print(f"convbench: error: {plain(' '.join(str(e).split()))}", file=sys.stderr)
+        if getattr(e, "exit_now", False):  # the GPU is stuck: no exit handler may wait for it
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_USER_ERROR)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("convbench: interrupted", file=sys.stderr)

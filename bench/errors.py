@@ -29,3 +29,16 @@ class UnsupportedCase(Exception):
 
 class BuildFailed(Exception):
     """The backend failed to build an engine for a case; message holds the backend's log."""
+
+
+class CaseStuck(BenchError):
+    """A case's GPU work never finished (``bench.gpu.cuda.GpuStuck``). ``record`` is the case's
+    record (status ``error``); the caller stores it and stops: the stuck work may still occupy
+    the GPU. ``exit_now``: the CLI leaves with ``os._exit`` after its line, so no exit handler
+    waits for the stuck GPU."""
+
+    exit_now = True
+
+    def __init__(self, record: object, message: str | None = None) -> None:
+        self.record = record
+        super().__init__(message or str(getattr(record, "error", "GPU work did not finish")))

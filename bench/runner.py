@@ -21,7 +21,8 @@ from typing import Any
 
 from bench.backends.base import Backend, BuildContext, ConvData, Engine
 from bench.env import host_env
-from bench.errors import BenchError, BuildFailed, UnsupportedCase
+from bench.errors import BenchError, BuildFailed, CaseStuck, UnsupportedCase
+from bench.gpu.cuda import GpuStuck
 from bench.plan import RunPlan, select_cases
 from bench.precision import TOLERANCE
 from bench.record import (
@@ -278,6 +279,15 @@ def measure_case(case: Case, backend: Backend, timing: TimingConfig, gpu: GpuSes
             rec.build = BuildFacts.model_validate(info.to_json())
     except BuildFailed as e:
         rec.status, rec.error = "build_failed", _one_line(e)
+    except GpuStuck as e:
+        # nothing of this case is closed or freed (the stuck work may still use it), and the
+        # caller stops: later work on this GPU context cannot be trusted
+        engine = None
+        rec.status = "error"
+        rec.error = (f"GPU work did not finish: {_one_line(e)}; the sweep stops here (the GPU "
+                     "may still be busy with it)")
+        rec.wall_s = time.perf_counter() - t0
+        raise CaseStuck(rec) from None
     except (KeyboardInterrupt, BenchError):
         raise
     except Exception as e:  # noqa: BLE001 - any failure of one case is that case's record
@@ -346,8 +356,17 @@ def run_suite(plan: RunPlan, on_record: Callable[[Record], None] | None = None) 
                     progress.update(task, description=safe(f"{backend.name} {case.name}"))
                     with nvtx_range(f"case {case.index} {backend.name} {case.name}",
                                     payload=case.index):
-                        rec, layers = measure_case(case, backend, plan.timing, gpu,
-                                                   plan.cache_dir)
+                        try:
+                            rec, layers = measure_case(case, backend, plan.timing, gpu,
+                                                       plan.cache_dir)
+                        except CaseStuck as e:
+                            store.append_result(e.record, None)
+                            summary.records.append(e.record)
+                            gpu = None  # its stream may hold the stuck work: not closed
+                            raise CaseStuck(e.record, f"{backend.name} {case.name}: "
+                                            f"{e.record.error}; every record so far is kept: "
+                                            f"`convbench run --resume {store.dir}` goes on "
+                                            "with the next case") from None
                     store.append_result(rec, layers)
                     summary.records.append(rec)
                     if on_record:

@@ -47,11 +47,20 @@ class FakeStream:
     def record(self, event: Any) -> None:
         event.t = self.clock[self.handle]
 
-    def sync(self) -> None:
+    def sync(self, timeout_s: float | None = None) -> None:
         return None
 
     def close(self) -> None:
         return None
+
+
+@pytest.fixture(autouse=True)
+def _fake_event_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backend waits for events through bench.gpu.cuda.wait_event (cuEventQuery with a
+    timeout); a fake event is done as soon as it is recorded."""
+    from bench.gpu import cuda
+
+    monkeypatch.setattr(cuda, "wait_event", lambda event, timeout_s=None: event.sync())
 
 
 class FakeEvent:
@@ -206,6 +215,11 @@ def fake_cudnn(outcomes: list[dict[str, Any]], spec: ConvSpec, device: FakeDevic
             if need:
                 assert FakeBuffer.by_ptr[ws].nbytes >= need
             executed.append(index)
+            if o.get("hang"):  # what a wait on a plan whose execution never ends raises
+                from bench.gpu.cuda import GpuStuck
+
+                raise GpuStuck("cuStreamSynchronize", "not finished",
+                               "GPU work still running after 10 s")
             y = pack[self.output]
             out = good + (7.0 if o.get("wrong") else 0.0)
             FakeBuffer.by_ptr[y].upload(encode(out, spec.precision))
@@ -352,3 +366,28 @@ def test_plans_past_the_search_budget_are_skipped_and_said_so(
     plans = e.value.build_info.extra["plans"]  # type: ignore[attr-defined]
     assert [p["status"] for p in plans] == ["skipped_budget"] * 2
     assert "search budget" in plans[0]["error"]
+
+
+def test_a_plan_that_never_finishes_is_hung_and_the_search_goes_on_elsewhere() -> None:
+    """Seen on the H200 (3x3 depthwise, fp32): one plan's CUDA-graph replay never finished and
+    the sweep waited for ever. Now the plan is ``hung`` and the other plans are timed on a new
+    stream with a new workspace; what the stuck work may still use is never freed."""
+    plans = [{"ms": 0.05, "ws": 4096}, {"ms": 0.01, "ws": 4096, "hang": True},
+             {"ms": 0.03, "ws": 4096}]
+    engine, device, executed = build(plans)
+    p = engine.info.extra["plans"]
+    assert [q["status"] for q in p] == ["ok", "hung", "ok"]
+    assert p[1]["error"].startswith("its execution did not finish within 10 s (")
+    assert engine.info.extra["chosen_index"] == 2
+    assert engine.info.extra["plan_status"] == {"ok": 2, "hung": 1}
+    # the search workspace the hung plan ran with is not freed; its replacement is
+    search_ws = [b for b in device.buffers if b.nbytes == 4096]
+    assert [b.closed for b in search_ws[:2]] == [False, True]
+
+
+def test_a_second_hung_plan_stops_the_case_with_gpu_stuck() -> None:
+    from bench.gpu.cuda import GpuStuck
+
+    plans = [{"ms": 0.05}, {"ms": 0.01, "hang": True}, {"ms": 0.02, "hang": True}]
+    with pytest.raises(GpuStuck, match=r"2 cuDNN plans of .* hung, the last plan 2 \(eng2"):
+        build(plans)

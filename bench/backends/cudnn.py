@@ -47,6 +47,7 @@ from bench.backends.base import (
     StreamLike,
 )
 from bench.errors import BuildFailed, UnsupportedCase
+from bench.gpu.cuda import GpuStuck
 from bench.precision import TOLERANCE, decode, encode, storage_dtype
 from bench.spec import ConvSpec
 
@@ -64,6 +65,11 @@ SLOW_PLAN_MIN_MS = 2.0
 #: a safety net, not a tuning knob: plans not reached after this many seconds of one case's
 #: search (building runtime-compiled engines can take seconds each) are ``skipped_budget``
 SEARCH_BUDGET_S = 120.0
+#: a plan's execution or timing replay still unfinished after this many seconds is ``hung``
+#: (the search then goes on with a new stream and workspace); after MAX_HUNG_PLANS of them
+#: the case stops with ``GpuStuck``
+PLAN_WAIT_S = 10.0
+MAX_HUNG_PLANS = 2
 _IO_TYPES = {"fp32": "FLOAT", "fp16": "HALF", "bf16": "BFLOAT16"}
 #: what ``status`` of a plan means (reports count them)
 PLAN_STATUS = {
@@ -75,6 +81,7 @@ PLAN_STATUS = {
     "wrong": "relative error above the precision's tolerance",
     "not_capturable": "its execution could not be captured in a CUDA graph",
     "failed": "execution failed",
+    "hung": f"its execution did not finish within {PLAN_WAIT_S:g} s",
     "skipped_budget": f"not reached within the search budget ({SEARCH_BUDGET_S:g} s per case)",
 }
 
@@ -174,6 +181,9 @@ class CudnnBackend(Backend):
         engine = CudnnEngine(spec, BuildInfo(build_s=0.0), cudnn, device)
         try:
             engine.build(data)
+        except GpuStuck:
+            engine.info.build_s = time.perf_counter() - t0
+            raise  # not closed: its streams and buffers may still be in use by the stuck work
         except BaseException:
             engine.info.build_s = time.perf_counter() - t0
             engine.close()
@@ -256,6 +266,8 @@ class CudnnEngine(Engine):
         self._pack: dict[Any, int] = {}
         self._plan = -1
         self._own_stream: Any = None
+        #: streams and workspaces a hung plan may still use: kept, never freed
+        self._abandoned: list[Any] = []
 
     # --- build ---------------------------------------------------------------------------------
     def build(self, data: ConvData) -> None:
@@ -378,15 +390,34 @@ class CudnnEngine(Engine):
         candidates = [p for p in plans if p["status"] == "ok"]
         ws = self._tactic_workspace(candidates)
         best = math.inf
+        hung = 0
         try:
-            for rec in candidates:
+            for n, rec in enumerate(candidates):
                 if rec["status"] != "ok":
                     continue
                 if time.perf_counter() - t0 > SEARCH_BUDGET_S:
                     rec["status"], rec["error"] = "skipped_budget", PLAN_STATUS["skipped_budget"]
                     continue
                 t_plan = time.perf_counter()
-                self._time_plan(rec, ws, ref, images, best)
+                try:
+                    self._time_plan(rec, ws, ref, images, best)
+                except GpuStuck as e:
+                    hung += 1
+                    rec["status"], rec["error"] = "hung", f"{PLAN_STATUS['hung']} ({e})"
+                    log.debug("plan %d %s: hung", rec["index"], rec["name"])
+                    if hung >= MAX_HUNG_PLANS:
+                        ws = None  # the stuck work may still use it: never freed
+                        raise GpuStuck(e.call, e.error,
+                                       f"{hung} cuDNN plans of {spec.short_name()} hung, the "
+                                       f"last plan {rec['index']} ({rec['name']})") from None
+                    # whatever is stuck keeps its stream, workspace and buffers; the search
+                    # goes on with a new stream and workspace (both left unfreed)
+                    self._abandoned += [self._own_stream, ws]
+                    self._own_stream = self._device.stream()
+                    cudnn.set_stream(self._handle, self._own_stream.handle)
+                    ws = self._tactic_workspace([p for p in candidates[n + 1:]
+                                                 if p["status"] == "ok"])
+                    continue
                 log.debug("plan %d %s: %s, %s ms (%s) in %.3f s", rec["index"], rec["name"],
                           rec["status"], rec["ms"], rec["timed_by"], time.perf_counter() - t_plan)
                 if rec["status"] == "ok" and rec["ms"] is not None:
@@ -436,7 +467,7 @@ class CudnnEngine(Engine):
         step = "execute"
         try:
             run()  # the first execution loads modules; it is also the one checked
-            s.sync()
+            s.sync(PLAN_WAIT_S)
             err = rel_l2_error(self._download(s, images), ref)
             rec["rel_err"] = None if math.isinf(err) else err
             tol = TOLERANCE[self.spec.precision]
@@ -458,6 +489,8 @@ class CudnnEngine(Engine):
             rec["ms"] = statistics.median(replays)
             rec["timed_by"] = f"graph x{source.iters_per_sample}" + \
                 ("" if source.info.get("blocked") else " unblocked")
+        except GpuStuck:
+            raise  # the search decides (a new stream, or the case stops)
         except (*failures, ValueError) as e:
             if isinstance(e, ValueError) and step != "capture":
                 raise  # a wrong variant pack or shape: a bug here, not the plan's fault
@@ -591,20 +624,23 @@ class _PlanRun(Engine):
 
 
 def _graph_source(engine: Engine, stream: Any, target_ms: float) -> Any:
-    """convbench's graph timer over ``engine`` (warm L2)."""
+    """convbench's graph timer over ``engine`` (warm L2); its waits end after PLAN_WAIT_S."""
     from bench.gpu.timers import MAX_ITERS, GraphSource
 
-    return GraphSource(engine, stream, "warm", None, target_ms=target_ms, max_iters=MAX_ITERS)
+    class PlanGraphSource(GraphSource):
+        wait_timeout_s = PLAN_WAIT_S
+
+    return PlanGraphSource(engine, stream, "warm", None, target_ms=target_ms,
+                           max_iters=MAX_ITERS)
 
 
 def _elapsed_ms(stream: Any, start: Any, stop: Any, work: Callable[[], None]) -> float:
     """GPU milliseconds of ``work`` on ``stream`` between two events."""
-    from bench.gpu.cuda import _calling
+    from bench.gpu.cuda import _calling, wait_event
 
     stream.record(start)
     work()
     stream.record(stop)
-    with _calling("cuEventSynchronize"):
-        stop.sync()
+    wait_event(stop, PLAN_WAIT_S)
     with _calling("cuEventElapsedTime"):
         return float(stop - start)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -33,6 +35,56 @@ class CudaError(RuntimeError):
         self.error = error
         text = f"{call} failed: {error}"
         super().__init__(f"{text} ({detail})" if detail else text)
+
+
+#: GPU work still unfinished after this many seconds is taken as stuck (a kernel that never
+#: ends, or a stream waiting for something that never comes): ``GpuStuck`` instead of a
+#: process that waits for ever. ``CONVBENCH_GPU_TIMEOUT_S`` overrides it.
+GPU_WAIT_TIMEOUT_S = float(os.environ.get("CONVBENCH_GPU_TIMEOUT_S", "60"))
+#: a wait polls without sleeping for this long (a timed replay lasts ~0.2 ms), then sleeps
+#: between polls, at most _WAIT_MAX_SLEEP_S, so a long wait does not occupy a core
+_WAIT_SPIN_S = 0.002
+_WAIT_MAX_SLEEP_S = 0.001
+
+
+class GpuStuck(CudaError):
+    """GPU work did not finish within its timeout. Whatever is stuck may still occupy the
+    GPU: the process's CUDA context cannot be trusted afterwards."""
+
+
+def wait_until(done: Callable[[], bool], call: str, timeout_s: float | None = None) -> None:
+    """Poll ``done()`` (a cuEventQuery / cuStreamQuery) until it is true; ``GpuStuck`` after
+    ``timeout_s`` (default ``GPU_WAIT_TIMEOUT_S``). Unlike a blocking synchronize, a wait can
+    end: a hung kernel costs its case, not the sweep."""
+    limit = GPU_WAIT_TIMEOUT_S if timeout_s is None else timeout_s
+    t0 = time.monotonic()
+    sleep = 1e-5
+    while not done():
+        waited = time.monotonic() - t0
+        if waited > limit:
+            raise GpuStuck(call, "not finished", f"GPU work still running after {limit:g} s")
+        if waited > _WAIT_SPIN_S:
+            time.sleep(sleep)
+            sleep = min(sleep * 2, _WAIT_MAX_SLEEP_S)
+
+
+def _query(result: Any, call: str) -> bool:
+    """True when a cuEventQuery/cuStreamQuery result says done, False when not ready."""
+    err = result[0] if isinstance(result, tuple) else result
+    if int(err) == 0:
+        return True
+    if getattr(err, "name", "") == "CUDA_ERROR_NOT_READY":
+        return False
+    _check(err, call)
+    return False
+
+
+def wait_event(event: Any, timeout_s: float | None = None) -> None:
+    """Wait for a cuda.core ``Event`` (or a raw CUevent handle) with a timeout."""
+    drv = _driver()
+    handle = drv.CUevent(int(getattr(event, "handle", event)))
+    wait_until(lambda: _query(drv.cuEventQuery(handle), "cuEventQuery"), "cuEventSynchronize",
+               timeout_s)
 
 
 # --- cuda.bindings plumbing -------------------------------------------------------------------
@@ -255,9 +307,12 @@ class Stream:
         with _calling("cuEventRecord"):
             self._s.record(event)
 
-    def sync(self) -> None:
-        with _calling("cuStreamSynchronize"):
-            self._s.sync()
+    def sync(self, timeout_s: float | None = None) -> None:
+        """Wait for the stream's work; ``GpuStuck`` after ``timeout_s`` (``GPU_WAIT_TIMEOUT_S``)."""
+        drv = _driver()
+        handle = _cu_stream(self._handle)
+        wait_until(lambda: _query(drv.cuStreamQuery(handle), "cuStreamQuery"),
+                   "cuStreamSynchronize", timeout_s)
 
     def close(self) -> None:
         if not self._closed:

@@ -26,6 +26,7 @@ from typing import Any
 from bench.backends.base import Engine, Graph
 from bench.gpu.cuda import (
     CudaError,
+    GpuStuck,
     L2Flusher,
     Stream,
     _calling,
@@ -34,6 +35,7 @@ from bench.gpu.cuda import (
     _cu_stream,
     _driver,
     capture_graph,
+    wait_event,
 )
 from bench.timing import SampleSource
 
@@ -127,14 +129,18 @@ class _Blocker:
                                               _cu_ptr(self._flag.ptr), self._seq, 0),
                "cuStreamWriteValue32")
 
-    def close(self) -> None:
+    def close(self, stuck: bool = False) -> None:
+        """``stuck``: the held stream's work never finished; do not wait for it, and leave the
+        flag allocated (a pending wait may still read it)."""
         try:
             self.release()
-            self._release_stream.sync()
-            self._stream.sync()
+            if not stuck:
+                self._release_stream.sync()
+                self._stream.sync()
         finally:
             self._release_stream.close()
-            self._flag.close()
+            if not stuck:
+                self._flag.close()
 
 
 class _EventSource:
@@ -142,6 +148,8 @@ class _EventSource:
 
     mode: Any = "events"
     iters_per_sample: int = 1
+    #: how long one sample's wait may last before ``GpuStuck`` (None: GPU_WAIT_TIMEOUT_S)
+    wait_timeout_s: float | None = None
 
     def __init__(self, engine: Engine, stream: Stream, l2: str,
                  flusher: L2Flusher | None) -> None:
@@ -159,12 +167,23 @@ class _EventSource:
         self._stop = stream.device.event()
         self.info: dict[str, Any] = {"l2": l2}
         self._closed = False
+        self._stuck = False
 
     def _elapsed_ms(self) -> float:
-        with _calling("cuEventSynchronize"):
-            self._stop.sync()
+        try:
+            wait_event(self._stop, self.wait_timeout_s)
+        except GpuStuck:
+            self._stuck = True  # close() must not wait for the stuck work again
+            raise
         with _calling("cuEventElapsedTime"):
             return float(self._stop - self._start)
+
+    def _sync(self) -> None:
+        try:
+            self.stream.sync(self.wait_timeout_s)
+        except GpuStuck:
+            self._stuck = True
+            raise
 
     def _flush(self) -> None:
         if self._flusher is not None:
@@ -176,7 +195,8 @@ class _EventSource:
         self._closed = True
         try:
             self._before_sync()
-            self.stream.sync()
+            if not self._stuck:
+                self.stream.sync(self.wait_timeout_s)
         finally:
             self._close_impl()
             self._start.close()
@@ -247,7 +267,7 @@ class GraphSource(_EventSource):
         """Milliseconds per eager enqueue (an upper bound of the GPU time)."""
         s = self.stream
         self.engine.enqueue(s)  # lazy initialisation outside the probe
-        s.sync()
+        self._sync()
         s.record(self._start)
         self.engine.enqueue(s)
         s.record(self._stop)
@@ -260,7 +280,7 @@ class GraphSource(_EventSource):
         return self._elapsed_ms() / n
 
     def _capture(self, iters: int) -> Graph:
-        self.stream.sync()
+        self._sync()
         graph = self.engine.capture(self.stream, iters)
         if graph is None:
             engine, stream = self.engine, self.stream
@@ -270,7 +290,7 @@ class GraphSource(_EventSource):
                     engine.enqueue(stream)
 
             graph = capture_graph(stream, enqueue_all)
-        self.stream.sync()
+        self._sync()
         return graph
 
     def _replay_ms(self) -> float:
@@ -296,7 +316,7 @@ class GraphSource(_EventSource):
     def _close_impl(self) -> None:
         try:
             if self._blocker is not None:
-                self._blocker.close()
+                self._blocker.close(stuck=self._stuck)
         finally:
             if self._graph is not None:
                 self._graph.close()
