@@ -233,6 +233,9 @@ class GraphSource(_EventSource):
     """K enqueues in one CUDA graph; one event pair around each (blocked) replay."""
 
     mode = "graph"
+    #: hold the stream until the replay is queued (a subclass may turn it off, and says why)
+    blocked = True
+    unblocked_because = ""
 
     def __init__(self, engine: Engine, stream: Stream, l2: str, flusher: L2Flusher | None,
                  target_ms: float = TARGET_REPLAY_MS, max_iters: int = MAX_ITERS) -> None:
@@ -241,6 +244,9 @@ class GraphSource(_EventSource):
         self._blocker: _Blocker | None = None
         try:
             self._blocker = _Blocker(stream)
+            if not self.blocked and self._blocker.enabled:
+                self._blocker.enabled = False
+                self._blocker.why_not = self.unblocked_because
             probe_ms = self._eager_probe()
             iters = 1 if l2 == "cold" else iters_for(probe_ms, target_ms, max_iters)
             self._graph = self._capture(iters)
