@@ -129,3 +129,16 @@ def test_other_precisions_are_ok_or_unsupported_with_cudnns_reason(
         assert rec["error"].startswith("cuDNN")
     else:
         assert rec["check"]["rel_err"] <= TOLERANCE[precision]
+
+
+def test_a_depthwise_search_finishes_with_every_plan_timed(backend: Any, gpu: Any) -> None:
+    """quickstart's 3x3-depthwise (32 groups of 1 channel, 28x28, fp32): with blocked graph
+    replays one of its plans (eng11_k2=4_k3=0 on the H200, cuDNN 9.19) never finished and the
+    sweep waited for ever. The search now replays unblocked and no plan may hang."""
+    rec, _ = _measure(backend, gpu, in_channels=32, out_channels=32, height=28, width=28,
+                      kernel=3, padding=1, groups=32)
+    assert rec["status"] == "ok", rec["error"]
+    plans = rec["build"]["extra"]["plans"]
+    assert not [p for p in plans if p["status"] in ("hung", "failed")], plans
+    timed = [p for p in plans if p["status"] == "ok" and p["timed_by"].startswith("graph")]
+    assert timed and all(p["timed_by"].endswith("unblocked") for p in timed)
