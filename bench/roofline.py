@@ -39,6 +39,8 @@ class Peak:
 
 # name, regex over the NVML/CUDA device name, {precision: dense TFLOP/s}, GB/s, source.
 # Order matters: more specific patterns (PCIe, NVL) come before the generic one.
+_A100_SHEET = ("https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/a100/pdf/"
+               "nvidia-a100-datasheet-us-nvidia-1758950-r4-web.pdf")
 _TABLE: list[tuple[str, str, dict[str, float], float, str]] = [
     # H100 datasheet (SXM5 / PCIe / NVL columns): FP32 67 / 51 / 60; TF32 989* / 756* / 835*;
     # BF16 & FP16 1979* / 1513* / 1671* (* = with sparsity); 3.35 / 2.0 / 3.9 TB/s.
@@ -60,14 +62,11 @@ _TABLE: list[tuple[str, str, dict[str, float], float, str]] = [
     # https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/a100/pdf/nvidia-a100-datasheet-us-nvidia-1758950-r4-web.pdf
     ("A100 80GB PCIe", r"A100.*80GB.*PCIe|A100.*PCIE.*80GB",
      {"fp32": 19.5, "tf32": 156.0, "fp16": 312.0, "bf16": 312.0}, 1935.0,
-     "https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/a100/pdf/"
-     "nvidia-a100-datasheet-us-nvidia-1758950-r4-web.pdf"),
+     _A100_SHEET),
     ("A100 80GB SXM", r"A100.*80GB", {"fp32": 19.5, "tf32": 156.0, "fp16": 312.0, "bf16": 312.0},
-     2039.0, "https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/a100/pdf/"
-     "nvidia-a100-datasheet-us-nvidia-1758950-r4-web.pdf"),
+     2039.0, _A100_SHEET),
     ("A100 40GB", r"A100", {"fp32": 19.5, "tf32": 156.0, "fp16": 312.0, "bf16": 312.0},
-     1555.0, "https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/a100/pdf/"
-     "nvidia-a100-datasheet-us-nvidia-1758950-r4-web.pdf"),
+     1555.0, _A100_SHEET),
     # L40S datasheet: FP32 91.6; TF32 183 | 366*; BF16 & FP16 362.05 | 733*; 864 GB/s.
     # https://resources.nvidia.com/en-us-l40s/l40s-datasheet-28413
     ("L40S", r"L40S", {"fp32": 91.6, "tf32": 183.0, "fp16": 362.05, "bf16": 362.05}, 864.0,

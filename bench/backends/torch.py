@@ -18,16 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.backends.base import (
-    Backend,
-    BuildContext,
-    BuildInfo,
-    ConvData,
-    DeviceKind,
-    Engine,
-    LayerTime,
-    StreamLike,
-)
+from bench.backends import base
+from bench.backends.base import Backend, BuildContext, BuildInfo, ConvData, Engine
 from bench.errors import UnsupportedCase
 from bench.precision import info as precision_info
 from bench.precision import needs_cc
@@ -71,7 +63,7 @@ def _set_tf32(torch: Any, enabled: bool) -> None:
 
 
 def profile_kernels(run: Callable[[], None], sync: Callable[[], None], iters: int,
-                    cuda: bool = True) -> list[LayerTime]:
+                    cuda: bool = True) -> list[base.LayerTime]:
     """Per-kernel times of ``iters`` calls of ``run`` from ``torch.profiler``: every CUDA kernel
     the process launches (CUPTI sees all of them, whichever library launched them), or the
     top-level ATen ops on the CPU. ``sync`` waits for the work before the profile closes."""
@@ -107,7 +99,7 @@ def profile_kernels(run: Callable[[], None], sync: Callable[[], None], iters: in
     order = {n: i for i, n in enumerate(first)}  # launch order (the export's graph)
     per_inf = {n: statistics.median(v) * len(v) / iters for n, v in calls.items()}
     total = sum(per_inf.values()) or 1.0
-    return [LayerTime(name=n, median_ms=statistics.median(v), share=per_inf[n] / total,
+    return [base.LayerTime(name=n, median_ms=statistics.median(v), share=per_inf[n] / total,
                       calls=max(1, round(len(v) / iters)),
                       type="kernel" if cuda else "op", extra={"launch_order": order[n]},
                       total_ms=sum(v), iterations=iters,
@@ -150,7 +142,7 @@ class TorchBackend(Backend):
         return v
 
     @property
-    def device(self) -> DeviceKind:
+    def device(self) -> base.DeviceKind:
         try:
             torch = _torch()
         except ImportError:
@@ -209,7 +201,7 @@ class _TorchGraph:
         self._graph = graph
         self._engine = engine
 
-    def launch(self, stream: StreamLike) -> None:
+    def launch(self, stream: base.StreamLike) -> None:
         torch = _torch()
         with torch.cuda.stream(self._engine._stream(stream)):
             self._graph.replay()
@@ -220,7 +212,7 @@ class _TorchGraph:
 
 class TorchEngine(Engine):
     def __init__(self, spec: ConvSpec, info: BuildInfo, w: Any, b: Any, dtype: Any,
-                 kind: DeviceKind, device: Any) -> None:
+                 kind: base.DeviceKind, device: Any) -> None:
         super().__init__(spec, info)
         self.device = kind
         self._torch_device = device
@@ -230,7 +222,7 @@ class TorchEngine(Engine):
         self._streams: dict[int, Any] = {}
         self._graphs: list[_TorchGraph] = []
 
-    def _stream(self, stream: StreamLike | None) -> Any:
+    def _stream(self, stream: base.StreamLike | None) -> Any:
         torch = _torch()
         if stream is None:
             return torch.cuda.current_stream(self._torch_device)
@@ -262,7 +254,7 @@ class TorchEngine(Engine):
         if self.device == "cuda":
             torch.cuda.synchronize(self._torch_device)
 
-    def _enqueue_impl(self, stream: StreamLike | None) -> None:
+    def _enqueue_impl(self, stream: base.StreamLike | None) -> None:
         if self.device == "cpu":
             self._out = self._forward()
             return
@@ -270,12 +262,12 @@ class TorchEngine(Engine):
         with torch.cuda.stream(self._stream(stream)):
             self._out = self._forward()
 
-    def _output_impl(self, stream: StreamLike | None) -> np.ndarray:
+    def _output_impl(self, stream: base.StreamLike | None) -> np.ndarray:
         if self.device == "cuda":
             self._stream(stream).synchronize()
         return self._out.float().cpu().numpy()
 
-    def _capture_impl(self, stream: StreamLike, iters: int) -> _TorchGraph:
+    def _capture_impl(self, stream: base.StreamLike, iters: int) -> _TorchGraph:
         # torch's caching allocator must know about the capture: use torch's own graph API,
         # on convbench's stream, so the replay is timed by the same event code as any engine.
         torch = _torch()
@@ -288,7 +280,8 @@ class TorchEngine(Engine):
         self._graphs.append(graph)
         return graph
 
-    def _layer_profile_impl(self, stream: StreamLike | None, iters: int) -> list[LayerTime]:
+    def _layer_profile_impl(self, stream: base.StreamLike | None,
+                            iters: int) -> list[base.LayerTime]:
         """Per-kernel times from ``torch.profiler`` (GPU kernels on CUDA, ATen ops on CPU)."""
         cuda = self.device == "cuda"
 
