@@ -178,7 +178,12 @@ def check_resume(plan: RunPlan) -> None:
             before_timing = TimingConfig.model_validate(before_timing).model_dump()
         except ValidationError:
             pass
-    if before_timing not in (None, plan.timing.model_dump()):
+    # the case limit bounds a case, it does not change how one is measured: a resume may
+    # raise it (cases recorded as timeout stay recorded; a new run measures them again)
+    now = {k: v for k, v in plan.timing.model_dump().items() if k != "case_timeout_s"}
+    if isinstance(before_timing, dict):
+        before_timing = {k: v for k, v in before_timing.items() if k != "case_timeout_s"}
+    if before_timing not in (None, now):
         raise BenchError(f"{run_dir}: was measured with other timing settings "
                          f"({old.get('timing')}); resume with the same options")
     before = set(old.get("backends") or {}) | set(old.get("unavailable_backends") or {})
