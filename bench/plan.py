@@ -133,6 +133,27 @@ def select_cases(suite: Suite, filter_text: str | None = None,
     return cases
 
 
+def planned_results(info: dict[str, Any]) -> int | None:
+    """How many results (case × backend) a run was to record, from its run.json: the stored
+    ``planned`` count, else (runs made before 2026-12) the stored suite text with the run's
+    filter and shard times its backends; None when unknown (a pytest session chooses its
+    cases itself, or the suite text does not parse)."""
+    from bench.suite import parse_suite
+
+    if info.get("planned") is not None:
+        return int(info["planned"])
+    if info.get("pytest") or info.get("synthetic") or not info.get("suite_text"):
+        return None
+    try:
+        suite = parse_suite(info["suite_text"], source=str(info.get("suite_path")),
+                            max_cases=10**9)
+        shard = info.get("shard")
+        cases = select_cases(suite, info.get("filter"), tuple(shard) if shard else None)
+    except BenchError:
+        return None
+    return len(cases) * max(1, len(info.get("backends") or {}))
+
+
 def make_plan(suite: Suite, *, backends: list[str] | None = None,
               timing: dict[str, Any] | None = None, base_timing: TimingConfig | None = None,
               out: Path = Path("results"), resume: Path | None = None,

@@ -105,7 +105,8 @@ class PytestRun:
                 unavailable[name] = reason
             else:
                 backends.append(b)
-        info = describe_run(plan, backend_facts(backends), unavailable, self._gpu, pytest=True)
+        info = describe_run(plan, backend_facts(backends), unavailable, self._gpu, pytest=True,
+                            planned=None)  # the session's tests choose the cases
         run = self._runs[plan.suite.name] = _SuiteRun(
             RunStore.create(self.out, plan.suite.name, info, run_id=self.run_id))
         return run

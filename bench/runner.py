@@ -352,7 +352,9 @@ def describe_run(plan: RunPlan, backends: dict[str, Any], unavailable: dict[str,
         "timing": plan.timing.model_dump(), "filter": plan.filter,
         "shard": list(plan.shard) if plan.shard else None, "device_index": plan.device_index,
         "host": host_env(), "gpu": gpu.info.to_json() if gpu else None,
-        "gpu_clocks_at_start": gpu.clocks() if gpu else None, **extra,
+        "gpu_clocks_at_start": gpu.clocks() if gpu else None,
+        # so a report can tell an interrupted run from a finished one
+        "planned": len(plan.cases) * len(backends), **extra,
     }
 
 
