@@ -64,3 +64,13 @@ def test_new_runs_store_what_they_planned(tmp_path: Path) -> None:
     old = {k: v for k, v in info.items() if k != "planned"}
     assert planned_results(old) == 1
     assert planned_results(json.loads((RUN_A / "run.json").read_text())) == 12
+
+
+def test_compare_says_which_run_is_incomplete(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    run = _interrupted_copy(tmp_path, 5)
+    r = subprocess.run([sys.executable, "-m", "bench", "compare", str(RUN_A), str(run)],
+                       env={**cli_env, "COLUMNS": "300"}, capture_output=True, text=True,
+                       check=False, timeout=300)
+    assert "Traceback" not in r.stderr, r.stderr
+    assert "NEW is an incomplete run: 5 of 12 results recorded" in r.stdout, r.stdout
+    assert "BASE is an incomplete run" not in r.stdout
