@@ -133,6 +133,27 @@ def select_cases(suite: Suite, filter_text: str | None = None,
     return cases
 
 
+def planned_results(info: dict[str, Any]) -> int | None:
+    """How many results (case × backend) a run was to record, from its run.json: the stored
+    ``planned`` count, else (runs made before 2026-12) the stored suite text with the run's
+    filter and shard times its backends; None when unknown (a pytest session chooses its
+    cases itself, or the suite text does not parse)."""
+    from bench.suite import parse_suite
+
+    if info.get("planned") is not None:
+        return int(info["planned"])
+    if info.get("pytest") or info.get("synthetic") or not info.get("suite_text"):
+        return None
+    try:
+        suite = parse_suite(info["suite_text"], source=str(info.get("suite_path")),
+                            max_cases=10**9)
+        shard = info.get("shard")
+        cases = select_cases(suite, info.get("filter"), tuple(shard) if shard else None)
+    except BenchError:
+        return None
+    return len(cases) * max(1, len(info.get("backends") or {}))
+
+
 def make_plan(suite: Suite, *, backends: list[str] | None = None,
               timing: dict[str, Any] | None = None, base_timing: TimingConfig | None = None,
               out: Path = Path("results"), resume: Path | None = None,
@@ -178,7 +199,12 @@ def check_resume(plan: RunPlan) -> None:
             before_timing = TimingConfig.model_validate(before_timing).model_dump()
         except ValidationError:
             pass
-    if before_timing not in (None, plan.timing.model_dump()):
+    # the case limit bounds a case, it does not change how one is measured: a resume may
+    # raise it (cases recorded as timeout stay recorded; a new run measures them again)
+    now = {k: v for k, v in plan.timing.model_dump().items() if k != "case_timeout_s"}
+    if isinstance(before_timing, dict):
+        before_timing = {k: v for k, v in before_timing.items() if k != "case_timeout_s"}
+    if before_timing not in (None, now):
         raise BenchError(f"{run_dir}: was measured with other timing settings "
                          f"({old.get('timing')}); resume with the same options")
     before = set(old.get("backends") or {}) | set(old.get("unavailable_backends") or {})

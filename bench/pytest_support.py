@@ -105,7 +105,8 @@ class PytestRun:
                 unavailable[name] = reason
             else:
                 backends.append(b)
-        info = describe_run(plan, backend_facts(backends), unavailable, self._gpu, pytest=True)
+        info = describe_run(plan, backend_facts(backends), unavailable, self._gpu, pytest=True,
+                            planned=None)  # the session's tests choose the cases
         run = self._runs[plan.suite.name] = _SuiteRun(
             RunStore.create(self.out, plan.suite.name, info, run_id=self.run_id))
         return run
@@ -241,16 +242,14 @@ def machine_gpu(run_dirs: list[Any]) -> list[dict[str, Any]] | None:
     UUID, compute capability (from each run's run.json) and the driver version (NVML); None
     for a CPU-only session. pytest-benchmark warns when compared runs differ in machine_info
     (pytest_benchmark/hookspec.py, ``pytest_benchmark_update_machine_info``)."""
-    import json
-    from pathlib import Path
-
     from bench.gpu import nvml
+    from bench.store import read_run_info
 
     gpus: list[dict[str, Any]] = []
     for d in run_dirs:
         try:
-            gpu = json.loads((Path(d) / "run.json").read_text()).get("gpu")
-        except (OSError, ValueError):
+            gpu = read_run_info(d).get("gpu")
+        except BenchError:
             continue
         if gpu and not any(g["uuid"] == gpu.get("uuid") for g in gpus):
             gpus.append({"name": gpu.get("name"), "uuid": gpu.get("uuid"),

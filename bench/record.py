@@ -243,6 +243,96 @@ class LayerRow(_Model):
         return self.model_dump(mode="json", by_alias=True)
 
 
+# --- run.json --------------------------------------------------------------------------------
+class _Stored(BaseModel):
+    """A run.json part: the fields readers use are typed (strictly: ``"5"`` is no number),
+    other keys are kept as they are (each writer and version adds its own facts)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class HostInfo(_Stored):
+    """``bench.env.host_env``."""
+
+    host: str | None = None
+    platform: str | None = None
+    cpu: str | None = None
+    cpu_count: Count | None = None
+    python: str | None = None
+    packages: dict[str, str] = Field(default_factory=dict)
+
+
+class GpuInfo(_Stored):
+    """``bench.gpu.cuda.DeviceInfo.to_json`` (+ driver facts where a writer adds them)."""
+
+    index: Count | None = None
+    name: str | None = None
+    uuid: str | None = None
+    cc: Annotated[list[Count], Field(min_length=2, max_length=2)] | None = None
+    sm_count: Count | None = None
+    l2_bytes: Count | None = None
+    total_mem: Count | None = None
+    driver: str | None = None
+    cuda_driver: str | None = None
+    cuda_runtime: str | None = None
+
+
+class BackendInfo(_Stored):
+    device: str | None = None
+    versions: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunTiming(_Stored):
+    """``[timing]`` as the run used it. Typed, not a ``TimingConfig``: runs of older convbench
+    lack newer keys, and synthetic runs store a few keys only."""
+
+    mode: str | None = None
+    l2: str | None = None
+    warmup_s: Finite | None = None
+    min_samples: Count | None = None
+    min_time_s: Finite | None = None
+    max_time_s: Finite | None = None
+    target_rse: Finite | None = None
+    profile_iters: Count | None = None
+    repeats: Count | None = None
+    criterion: str | None = None
+    case_timeout_s: Finite | None = None
+
+
+class RunInfo(_Stored):
+    """``run.json``: what was run, how, and on what (``bench.runner.describe_run``). Every key
+    a reader uses is typed here, so a corrupted file is one line naming the file and key, never
+    an AttributeError in a report."""
+
+    schema_version: int = Field(SCHEMA_VERSION, alias="schema")
+    suite: str | None = None
+    suite_path: str | None = None
+    suite_text: str | None = None
+    command: str | None = None
+    created: str | None = None
+    synthetic: bool = False
+    pytest: bool = False
+    backends: dict[str, BackendInfo] = Field(default_factory=dict)
+    unavailable_backends: dict[str, str] = Field(default_factory=dict)
+    timing: RunTiming | None = None
+    filter: str | None = None
+    shard: Annotated[list[Count], Field(min_length=2, max_length=2)] | None = None
+    device_index: Count | None = None
+    host: HostInfo | None = None
+    gpu: GpuInfo | None = None
+    gpu_clocks_at_start: dict[str, Any] | None = None
+    executors: list[dict[str, Any]] | None = None
+    #: cases × backends the run was to measure (written since 2026-12; older runs: None)
+    planned: Count | None = None
+
+
+def parse_run_info(obj: Any, where: str) -> dict[str, Any]:
+    """A stored run.json (any known schema), validated by :class:`RunInfo`, as the dict it
+    is (readers and the scale-out driver, which rewrites it, use it as one)."""
+    _parse(RunInfo, obj, where)
+    return upgrade(obj, where)
+
+
 # --- schema upgrades -------------------------------------------------------------------------
 def update_to_2(obj: dict[str, Any]) -> dict[str, Any]:
     """Version 1 → 2: records gain ``flags`` (throttling becomes a flag); stats' infinities
@@ -287,8 +377,16 @@ def _parse(model: type[_M], obj: Any, where: str) -> _M:
 
 
 def parse_record(obj: Any, where: str) -> Record:
-    """A stored record (any known schema) as a :class:`Record`, or one BenchError line."""
-    return _parse(Record, obj, where)
+    """A stored record (any known schema) as a :class:`Record`, or one BenchError line. A
+    stored ``ok`` record holds what made it ok: its samples and their statistics (every
+    writer stores both; readers compare and plot them)."""
+    rec = _parse(Record, obj, where)
+    if rec.status == "ok":
+        missing = "samples_ms" if not rec.samples_ms else "stats" if rec.stats is None else None
+        if missing:
+            raise BenchError(f"{where}: {missing}: empty on a record with status ok; the file "
+                             "is corrupted or was edited")
+    return rec
 
 
 def parse_layer_row(obj: Any, where: str) -> LayerRow:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.backends.base import Backend, BuildContext, ConvData, Engine
+from bench.deadline import CaseDeadline, CaseTimeout, InterruptGuard, write_lock
 from bench.env import host_env
 from bench.errors import BenchError, BuildFailed, CaseStuck, UnsupportedCase
 from bench.gpu.cuda import GpuStuck
@@ -168,9 +169,12 @@ class Timed:
 
 
 def time_step(engine: Engine, timing: TimingConfig, gpu: GpuSession | None,
-              profiler_range: bool = False) -> Timed:
+              profiler_range: bool = False, deadline: CaseDeadline | None = None) -> Timed:
     """Warm-up and samples until the plan's stopping criterion holds, with clocks around."""
     from bench.contention import after_case, before_case
+
+    if deadline is not None:
+        deadline.enter("warm-up")  # the source's own first calls are warm-up too
 
     on_gpu = engine.device == "cuda" and gpu is not None
     mode = timing.mode
@@ -184,7 +188,7 @@ def time_step(engine: Engine, timing: TimingConfig, gpu: GpuSession | None,
     source = _source(engine, mode, timing.l2, gpu if on_gpu else None, settings)
     try:
         with nvtx_range("measure"), _profiler_range(profiler_range and on_gpu):
-            samples: Samples = measure(source, settings)
+            samples: Samples = measure(source, settings, deadline=deadline)
     finally:
         close = getattr(source, "close", None)
         if close:
@@ -216,6 +220,26 @@ def profile_step(engine: Engine, case: Case, backend: Backend, stream: Any,
                     layers=[lt.to_json() for lt in layers]), None
 
 
+#: a profiled inference costs about this many timed ones (the profiler records every op)
+PROFILE_COST = 4.0
+
+
+def profile_budget(iters: int, median_ms: float, deadline: CaseDeadline) -> tuple[int, str]:
+    """(iterations of the profile that fit in the case's time left, why it was cut or "").
+    An iteration is estimated at ``PROFILE_COST`` times the measured per-inference median
+    (torch.profiler on a CPU cost 5x in a test); a profile costing more than that may
+    overrun the limit by the difference."""
+    if not iters or deadline.limit_s is None:
+        return iters, ""
+    fit = int(deadline.remaining_s() * 1e3 / max(PROFILE_COST * median_ms, 1e-6))
+    if fit >= iters:
+        return iters, ""
+    why = (f"case_timeout_s = {deadline.limit_s:g} s: {deadline.elapsed_s:.1f} s used, time for "
+           f"{max(fit, 0)} of {iters} profile iterations")
+    return max(fit, 0), (f"profile cut to {fit} iterations ({why})" if fit > 0
+                         else f"profile skipped ({why})")
+
+
 def new_record(case: Case, backend_name: str, device: str | None,
                gpu: dict[str, Any] | None, status: str = "error",
                error: str | None = None) -> Record:
@@ -244,23 +268,33 @@ def measure_case(case: Case, backend: Backend, timing: TimingConfig, gpu: GpuSes
 
     ``profiler_range``: wrap the timed region in cudaProfilerStart/Stop, so that
     ``nsys --capture-range=cudaProfilerApi`` and ``ncu --profile-from-start off`` see only it.
+
+    The case runs under ``timing.case_limit_s()`` (``[timing] case_timeout_s``, see
+    ``bench.deadline``): past it in the build, check, warm-up or timing, the record gets
+    status ``timeout`` with the step and the elapsed time, and keeps what was measured
+    before (build facts, check, the samples taken); a profile gets the time left.
     """
     rec = new_record(case, backend.name, backend.device, gpu.info.to_json() if gpu else None)
     layers_row = None
     t0 = time.perf_counter()
     stream = gpu.stream if gpu and backend.device == "cuda" else None
     engine: Engine | None = None
+    deadline = CaseDeadline(timing.case_limit_s())
     try:
         ctx = BuildContext(device_index=gpu.index if gpu else 0, cache_dir=cache_dir)
         engine, data = build_step(case, backend, ctx)
         rec.build = BuildFacts.model_validate(engine.info.to_json())
+        deadline.enter("check")
         rec.check = check_step(engine, data, stream)
-        timed = time_step(engine, timing, gpu, profiler_range)
+        timed = time_step(engine, timing, gpu, profiler_range, deadline)
         rec.samples_ms, rec.timing, rec.stats = timed.samples.ms, timed.timing, timed.stats
         rec.clocks, rec.flags = timed.clocks, timed.flags
         rec.throttled = any(f.name == "throttled" for f in timed.flags)
-        layers_row, rec.profile_error = profile_step(engine, case, backend, stream,
-                                                     timing.profile_iters)
+        deadline.step = "profile"  # the timing is complete: past the limit, no profile
+        iters, cut = profile_budget(timing.profile_iters, timed.stats.median, deadline)
+        layers_row, rec.profile_error = profile_step(engine, case, backend, stream, iters)
+        if cut:
+            rec.profile_error = "; ".join(filter(None, [cut, rec.profile_error]))
         from bench.contention import profile_flag
 
         flag = profile_flag(rec, layers_row)
@@ -288,6 +322,13 @@ def measure_case(case: Case, backend: Backend, timing: TimingConfig, gpu: GpuSes
                      "may still be busy with it)")
         rec.wall_s = time.perf_counter() - t0
         raise CaseStuck(rec) from None
+    except CaseTimeout as e:
+        rec.status = "timeout"
+        if e.samples and not rec.samples_ms:  # the samples taken before the limit
+            rec.samples_ms = list(e.samples)
+            rec.stats = Stats.of(rec.samples_ms) if len(rec.samples_ms) >= 2 else None
+        kept = f"; its {len(rec.samples_ms)} sample(s) are kept" if rec.samples_ms else ""
+        rec.error = f"{e}{kept}"
     except (KeyboardInterrupt, BenchError):
         raise
     except Exception as e:  # noqa: BLE001 - any failure of one case is that case's record
@@ -321,7 +362,9 @@ def describe_run(plan: RunPlan, backends: dict[str, Any], unavailable: dict[str,
         "timing": plan.timing.model_dump(), "filter": plan.filter,
         "shard": list(plan.shard) if plan.shard else None, "device_index": plan.device_index,
         "host": host_env(), "gpu": gpu.info.to_json() if gpu else None,
-        "gpu_clocks_at_start": gpu.clocks() if gpu else None, **extra,
+        "gpu_clocks_at_start": gpu.clocks() if gpu else None,
+        # so a report can tell an interrupted run from a finished one
+        "planned": len(plan.cases) * len(backends), **extra,
     }
 
 
@@ -330,8 +373,13 @@ def backend_facts(backends: list[Backend]) -> dict[str, Any]:
 
 
 # --- the sweep --------------------------------------------------------------------------------
-def run_suite(plan: RunPlan, on_record: Callable[[Record], None] | None = None) -> RunSummary:
-    """Run ``plan`` in this process (``repeats > 1``: in fresh processes, one per pass)."""
+def run_suite(plan: RunPlan, on_record: Callable[[Record], None] | None = None,
+              interrupt_line: Callable[[RunSummary], str] | None = None) -> RunSummary:
+    """Run ``plan`` in this process (``repeats > 1``: in fresh processes, one per pass).
+
+    ``interrupt_line``: Ctrl-C ends the sweep within about a second even inside a long native
+    call (``bench.deadline.InterruptGuard``), printing this line; without it, Ctrl-C acts when
+    the running call returns (the caller catches nothing: ``summary.interrupted`` is set)."""
     if plan.repeats > 1:
         from bench.repeats import run_repeated
 
@@ -346,7 +394,9 @@ def run_suite(plan: RunPlan, on_record: Callable[[Record], None] | None = None) 
             info = describe_run(plan, backend_facts(backends), unavailable, gpu)
             store = RunStore.create(plan.out, plan.suite.name, info)
         summary.run_dir = store.dir
-        with store.lock(), nvtx_range(f"suite {plan.suite.name}"):
+        guard: Any = (InterruptGuard(lambda: interrupt_line(summary)) if interrupt_line
+                      else contextlib.nullcontext())
+        with store.lock(), guard, nvtx_range(f"suite {plan.suite.name}"):
             done = store.done()  # under the lock: a concurrent --resume cannot duplicate
             todo = [(c, b) for c in plan.cases for b in backends if (c.key, b.name) not in done]
             summary.skipped = len(plan.cases) * len(backends) - len(todo)
@@ -360,15 +410,17 @@ def run_suite(plan: RunPlan, on_record: Callable[[Record], None] | None = None) 
                             rec, layers = measure_case(case, backend, plan.timing, gpu,
                                                        plan.cache_dir)
                         except CaseStuck as e:
-                            store.append_result(e.record, None)
-                            summary.records.append(e.record)
+                            with write_lock:
+                                store.append_result(e.record, None)
+                                summary.records.append(e.record)
                             gpu = None  # its stream may hold the stuck work: not closed
                             raise CaseStuck(e.record, f"{backend.name} {case.name}: "
                                             f"{e.record.error}; every record so far is kept: "
                                             f"`convbench run --resume {store.dir}` goes on "
                                             "with the next case") from None
-                    store.append_result(rec, layers)
-                    summary.records.append(rec)
+                    with write_lock:  # a forced exit on Ctrl-C waits for a record being written
+                        store.append_result(rec, layers)
+                        summary.records.append(rec)
                     if on_record:
                         on_record(rec)
                     progress.advance(task)

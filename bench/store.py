@@ -29,7 +29,7 @@ from bench.record import (
     Record,
     parse_layer_row,
     parse_record,
-    upgrade,
+    parse_run_info,
 )
 
 RUN_FILE = "run.json"
@@ -232,6 +232,8 @@ def _holder(fd: int) -> str:
 
 
 def read_run_info(run_dir: Path) -> dict[str, Any]:
+    """``run_dir/run.json``, validated (``bench.record.RunInfo``) and upgraded; a missing,
+    unreadable or corrupted file is one BenchError line naming the file (and the key)."""
     path = Path(run_dir) / RUN_FILE
     try:
         info = json.loads(path.read_text())
@@ -243,7 +245,7 @@ def read_run_info(run_dir: Path) -> dict[str, Any]:
         raise BenchError(f"{path}: not valid JSON ({str(e)[:200]})") from None
     if not isinstance(info, dict):
         raise BenchError(f"{path}: not a convbench run file")
-    return upgrade(info, str(path))
+    return parse_run_info(info, str(path))
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[str, Any]]:

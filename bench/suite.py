@@ -38,6 +38,10 @@ MAX_SUITE_BYTES = 1 << 20
 INT64 = (-(2**63), 2**63 - 1)
 #: timing values above this are a typo (or inf), not a plan: no case is timed for an hour
 MAX_TIMING_S = 3600.0
+#: a case's wall-clock limit: at most a day; by default 120 s + 3 x (warmup_s + max_time_s)
+MAX_CASE_TIMEOUT_S = 86400.0
+CASE_TIMEOUT_BASE_S = 120.0
+CASE_TIMEOUT_FACTOR = 3.0
 
 
 class TimingConfig(BaseModel):
@@ -88,6 +92,11 @@ class TimingConfig(BaseModel):
                                 description="fixed criterion: sample for this many seconds")
     fixed_samples: int = Field(10, ge=1, le=1_000_000,  # trtexec --iterations default
                                description="fixed criterion: take at least this many samples")
+    case_timeout_s: float | None = Field(
+        None, gt=0, le=MAX_CASE_TIMEOUT_S, allow_inf_nan=False,
+        description="wall-clock limit of one case (build, check, warm-up, timing, profile); a "
+        "case past it is recorded with status timeout and the sweep goes on (default: 120 s + "
+        "3 x (warmup_s + max_time_s))")
 
     @field_validator("fixed_time_s")
     @classmethod
@@ -99,6 +108,13 @@ class TimingConfig(BaseModel):
             raise ValueError(f"{v:g} s is longer than max_time_s ({limit:g} s); lower "
                              "fixed_time_s or raise max_time_s")
         return v
+
+    def case_limit_s(self) -> float:
+        """``case_timeout_s``, or its default: a few times the timing budget plus two minutes
+        for the build, the check and the profile."""
+        if self.case_timeout_s is not None:
+            return self.case_timeout_s
+        return CASE_TIMEOUT_BASE_S + CASE_TIMEOUT_FACTOR * (self.warmup_s + self.max_time_s)
 
     def settings(self) -> TimingSettings:
         # a --max-time-s below min_time_s caps the minimum too: else no case could converge

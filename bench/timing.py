@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
+from bench.deadline import CaseDeadline, CaseTimeout
 from bench.errors import BenchError
 from bench.stats import RunningStats
 
@@ -277,19 +278,34 @@ class Samples:
 
 
 def measure(source: SampleSource, settings: TimingSettings,
-            clock: Callable[[], float] = time.perf_counter) -> Samples:
+            clock: Callable[[], float] = time.perf_counter,
+            deadline: CaseDeadline | None = None) -> Samples:
     """Warm up ``source`` for ``settings.warmup_s``, then sample until the criterion named by
     ``settings.criterion`` is finished or ``settings.max_time_s`` of sampling has passed (then
-    the samples are kept and ``converged`` is False; at least two samples are always taken)."""
+    the samples are kept and ``converged`` is False; at least two samples are always taken).
+    ``deadline`` (the case's ``case_timeout_s``) is checked before every call of ``source``:
+    past it, ``bench.deadline.CaseTimeout`` is raised (in any thread; see bench.deadline)."""
     criterion = make_criterion(settings.criterion)
+    if deadline is not None:
+        deadline.enter("warm-up")
     t0 = clock()
     while clock() - t0 < settings.warmup_s:
+        if deadline is not None:
+            deadline.check()
         source()
     t1 = clock()
+    if deadline is not None:
+        deadline.enter("timing")
     criterion.initialize(settings, iters_per_sample=source.iters_per_sample, clock=clock,
                          start=t1)
     ms: list[float] = []
     while True:
+        if deadline is not None:
+            try:
+                deadline.check()
+            except CaseTimeout as e:  # hand over what was measured
+                e.samples = list(ms)
+                raise
         x = source()
         ms.append(x)
         criterion.add_measurement(x)

@@ -98,6 +98,15 @@ def print_comparison(cmp: Comparison) -> None:
         out.print("[yellow]selection-unstable (verdicts rest on several kernel sets):[/] "
                   + safe("; ".join(unstable[:10])))
     out.print(", ".join(f"{k}: {v}" for k, v in sorted(cmp.counts().items())))
+    from bench.plan import planned_results
+
+    for which, info, col in (("BASE", cmp.base_info, "base_status"),
+                             ("NEW", cmp.new_info, "new_status")):
+        planned = planned_results(info)
+        n = int(cmp.table[col].notna().sum()) if col in cmp.table else 0
+        if planned is not None and n < planned:  # its missing cases read as NEW / GONE
+            out.print(f"[yellow]{which} is an incomplete run: {n} of {planned} results "
+                      "recorded[/]")
     note = kernel_note(cmp)
     if note:
         out.print(note)

@@ -24,7 +24,14 @@ def main(args: argparse.Namespace) -> int:
 
 def run(*, run_dir: str | Path, out: str | Path = "reports") -> int:
     from bench.report import write_report
+    from bench.report.render import incomplete_note
+    from bench.store import load_records, read_run_info
 
     path = write_report(run_dir, out_root=out)
-    console().print(f"report: {safe(path)}")
+    con = console()
+    con.print(f"report: {safe(path)}")
+    note = incomplete_note(read_run_info(Path(run_dir)), len(load_records(Path(run_dir))),
+                           run_dir)
+    if note:
+        con.print(f"[yellow]{safe(note.replace('**', '').replace('`', ''))}[/]")
     return 0

@@ -106,7 +106,7 @@ def run(*, suite: str | Path | None = None, cases: list[str] | None = None,
     if any(v is not None for v in scale.values()):
         summary = run_scaled(plan, **scale)
     else:
-        summary = run_suite(plan)
+        summary = run_suite(plan, interrupt_line=lambda s: interrupted_line(s, suite))
     for name, reason in summary.unavailable.items():
         con.print(f"[yellow]skipped backend {safe(name)}: {safe(reason)}[/]")
     print_summary(con, summary.records)
@@ -114,15 +114,19 @@ def run(*, suite: str | Path | None = None, cases: list[str] | None = None,
         con.print(f"resumed: {summary.skipped} case(s) already done were skipped")
     con.print(f"results: {safe(summary.run_dir)}")
     if summary.interrupted:
-        print(f"interrupted: {len(summary.records)} new record(s) kept in {summary.run_dir}; "
-              f"continue with: convbench run {suite or '--case ...'} --resume {summary.run_dir}",
-              file=sys.stderr)
+        print(interrupted_line(summary, suite), file=sys.stderr)
         return EXIT_INTERRUPTED
     if report and summary.run_dir:
         from bench.report import write_report
 
         con.print(f"report: {safe(write_report(summary.run_dir))}")
     return 0
+
+
+def interrupted_line(summary: Any, suite: str | Path | None) -> str:
+    """The one line of an interrupted run (also printed by a forced exit on Ctrl-C)."""
+    return (f"interrupted: {len(summary.records)} new record(s) kept in {summary.run_dir}; "
+            f"continue with: convbench run {suite or '--case ...'} --resume {summary.run_dir}")
 
 
 def run_scaled(plan: Any, *, gpus: str | None = None, workers: int | None = None,

@@ -285,10 +285,27 @@ def _interval_lines(df: pd.DataFrame) -> list[str]:
     return lines
 
 
+def incomplete_note(info: dict[str, Any], recorded: int, run_dir: str | Path) -> str | None:
+    """The line saying a run holds fewer results than it planned (None when complete or the
+    plan is unknown): an interrupted sweep must not read as a finished one."""
+    from bench.plan import planned_results
+    from bench.text import escape_controls
+
+    planned = planned_results(info)
+    if planned is None or recorded >= planned:
+        return None
+    return (f"**Incomplete run**: {recorded} of {planned} results (case × backend) recorded; "
+            "the sweep was interrupted or is still running (`convbench run SUITE --resume "
+            f"{escape_controls(str(run_dir))}` continues it)")
+
+
 def build_blocks(run: Run, out: Path) -> list[Block]:
     df = run.records
-    title = f"convbench report: {run.info.get('suite')} / {Path(run.dir).name}"
-    blocks = [Block("h1", title), Block("ul", _env_lines(run))]
+    note = incomplete_note(run.info, len(df), run.dir)
+    title = (f"convbench report: {run.info.get('suite')} / {Path(run.dir).name}"
+             + (" (incomplete)" if note else ""))
+    blocks = [Block("h1", title), *([Block("p", note)] if note else []),
+              Block("ul", _env_lines(run))]
     if df.empty:
         return blocks + [Block("p", "No records in this run.")]
     modes = sorted(m for m in df["timer_mode"].dropna().unique())

@@ -120,7 +120,7 @@ def _merged_info(dirs: list[Path], infos: dict[Path, dict[str, Any]],
     info.update({
         "command": shlex.join(argv if argv is not None else sys.argv),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "shard": None, "backends": backends,
+        "shard": None, "backends": backends, "planned": _expected(first),
         # every record names its own GPU; this lists the distinct ones for the reader
         "gpus": gpus,
         "merged_from": [{"dir": str(d), "shard": infos[d].get("shard"),
