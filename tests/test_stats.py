@@ -83,3 +83,17 @@ def test_running_stats_matches_two_pass_and_survives_a_large_offset() -> None:
     # the naive sum-of-squares formula loses every digit here; Welford keeps them
     big = RunningStats((x + 1e9).tolist())
     assert big.std == pytest.approx(float(x.std(ddof=1)), rel=1e-5)
+
+
+def test_median_ci_ranks_are_scipys_binomial_quantiles() -> None:
+    """The exact integer quantile gives scipy.stats.binom's rank for every n up to 3 000."""
+    from scipy import stats as sps
+
+    from bench.stats import _binom_half_ppf
+
+    for n in range(1, 3001):
+        j = int(sps.binom.ppf(0.025, n, 0.5))
+        if j >= 1 and sps.binom.cdf(j - 1, n, 0.5) > 0.025:
+            j -= 1
+        assert _binom_half_ppf(0.025, n) == j, n
+    assert median_ci([float(v) for v in range(1, 10_002)]) == (4902.0, 5100.0)  # scipy's path
