@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,21 @@ def cli_env() -> dict[str, str]:
 @pytest.fixture
 def python() -> str:
     return sys.executable
+
+
+@pytest.fixture(scope="session")
+def committed_report(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``committed_report(name)``: report.md of the committed run tests/data/runs/<name>,
+    written by ``write_report`` once per session (plots cost seconds to draw) into
+    ``<tmp>/<suite>/<run-id>/``. Tests only read it; copy it before changing anything."""
+    made: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in made:
+            from bench.report import write_report
+
+            made[name] = write_report(ROOT / "tests" / "data" / "runs" / name,
+                                      tmp_path_factory.mktemp(f"report-{name}"))
+        return made[name]
+
+    return get
