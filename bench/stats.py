@@ -98,7 +98,7 @@ def _binom_half_ppf(q: float, n: int) -> int:
     """``scipy.stats.binom.ppf(q, n, 0.5)``: the smallest j with P(Binom(n, 1/2) <= j) >= q,
     in exact integer arithmetic (sum of C(n, i) against q * 2**n) up to n = 10 000 (under
     20 ms), so that timing a case never imports scipy.stats (about 2 s per process); scipy
-    beyond. The same j as scipy for every n up to 3 000 (tests/test_stats.py)."""
+    beyond. The same j as scipy (checked for every n up to 3 000; tests/test_stats.py)."""
     if n > 10_000:
         from scipy import stats as _sps  # here, not at import: CLI errors stay fast
 
