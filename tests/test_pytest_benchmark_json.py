@@ -34,6 +34,10 @@ def test_benchmark_json_has_gpu_machine_info_and_convbench_options(
     pytest.importorskip("torch")
     pytest.importorskip("pytest_benchmark")
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    # under pytest-xdist the inner run must not look like an xdist worker: pytest-benchmark
+    # disables itself (writes no JSON) when it sees PYTEST_XDIST_WORKER
+    for var in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH",
                                                                                 "")]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -216,10 +217,10 @@ def test_noise_plot_flags_unconverged_and_throttled() -> None:
 
 
 # --- the report -------------------------------------------------------------------------------
-def test_report_of_a_synthetic_gpu_run(tmp_path: Path) -> None:
-    md_path = write_report(SYNTH, tmp_path)
+def test_report_of_a_synthetic_gpu_run(committed_report: Callable[[str], Path]) -> None:
+    md_path = committed_report(SYNTH.name)  # write_report(SYNTH, <tmp>), shared
     out = md_path.parent
-    assert out == tmp_path / "synthetic" / "synthetic-h100"
+    assert out.parts[-2:] == ("synthetic", "synthetic-h100")  # <out>/<suite>/<run-id>
     md = md_path.read_text()
     assert TIMING_DEFINITION["graph"] in md
     assert "synthetic data" in md
@@ -243,8 +244,10 @@ def test_report_of_a_synthetic_gpu_run(tmp_path: Path) -> None:
     assert (out / "report.html").stat().st_size > 100_000
 
 
-def test_report_of_a_cpu_run_states_no_unsupported_finding(tmp_path: Path) -> None:
-    md = write_report(QUICK, tmp_path).read_text()
+def test_report_of_a_cpu_run_states_no_unsupported_finding(
+        committed_report: Callable[[str], Path]) -> None:
+    md_path = committed_report(QUICK.name)  # write_report(QUICK, <tmp>), shared
+    md = md_path.read_text()
     assert TIMING_DEFINITION["host"] in md
     assert "GPU: none (CPU run)" in md
     assert "## Summary" in md and "## Slowest cases" in md
@@ -252,7 +255,8 @@ def test_report_of_a_cpu_run_states_no_unsupported_finding(tmp_path: Path) -> No
     for phrase in ("channels not a multiple of 8", "workspace", "is faster than `"):
         assert phrase not in md.split("## Findings")[1].split("## Summary")[0]
     assert "no roofs" not in md  # the roofline plot explains itself; no ceilings claimed
-    assert (tmp_path / "quickstart" / "quickstart-cpu-a" / "roofline.png").exists()
+    assert md_path.parent.parts[-2:] == ("quickstart", "quickstart-cpu-a")
+    assert (md_path.parent / "roofline.png").exists()
 
 
 def test_findings_stay_silent_when_the_difference_is_noise(tmp_path: Path) -> None:

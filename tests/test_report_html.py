@@ -11,11 +11,10 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from bench.report import write_report
 
 DATA = Path(__file__).parent / "data" / "runs"
 PROBE = """<script>window.addEventListener("load", () => {
@@ -46,10 +45,11 @@ def _run(browser: str, *args: str) -> subprocess.CompletedProcess[str]:
                     reason="needs headless Chromium: apt-get install chromium chromium-driver")
 @pytest.mark.parametrize("run", ["synthetic-h100", "quickstart-cpu-a"])
 def test_report_html_renders_with_images(run: str, tmp_path: Path,
+                                         committed_report: Callable[[str], Path],
                                          capsys: pytest.CaptureFixture[str]) -> None:
     browser = _chromium()
     assert browser
-    md = write_report(DATA / run, tmp_path / "reports")
+    md = committed_report(run)  # write_report(DATA / run, <tmp>), shared with test_report
     html = md.with_name("report.html")
     text = html.read_text()
     assert "<img" in text and 'src="data:image/png;base64,' in text

@@ -8,6 +8,7 @@ tests/test_report_tactics.py and review the diff.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,6 @@ from test_report import check_golden  # tests/ is on sys.path (rootdir import mo
 import bench
 from bench.report import tactics
 from bench.report.findings import findings, tactic_findings
-from bench.report.render import write_report
 from bench.report.tables import Run
 
 DATA = Path(__file__).parent / "data"
@@ -90,10 +90,13 @@ def test_tactic_plot_marks_every_usable_plan(run: Run) -> None:
     assert tactics.tactic_figure(plans.iloc[0:0]) is None
 
 
-def test_report_has_the_tactic_sections_only_where_there_are_plans(tmp_path: Path) -> None:
-    md = write_report(RUN, tmp_path).read_text()
+def test_report_has_the_tactic_sections_only_where_there_are_plans(
+        committed_report: Callable[[str], Path]) -> None:
+    md_path = committed_report(RUN.name)  # write_report(RUN, <tmp>), shared
+    md = md_path.read_text()
     assert "## Backends side by side" in md and "## cuDNN plans (tactics)" in md
     assert "![cuDNN plan times per case](tactics.png)" in md
-    assert (tmp_path / "synthetic-cudnn" / "synthetic-cudnn" / "tactics.png").exists()
-    cpu = write_report(QUICK, tmp_path).read_text()  # one backend, no plans
+    assert md_path.parent.parts[-2:] == ("synthetic-cudnn", "synthetic-cudnn")
+    assert (md_path.parent / "tactics.png").exists()
+    cpu = committed_report(QUICK.name).read_text()  # one backend, no plans
     assert "cuDNN plans" not in cpu and "side by side" not in cpu

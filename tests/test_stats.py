@@ -83,3 +83,18 @@ def test_running_stats_matches_two_pass_and_survives_a_large_offset() -> None:
     # the naive sum-of-squares formula loses every digit here; Welford keeps them
     big = RunningStats((x + 1e9).tolist())
     assert big.std == pytest.approx(float(x.std(ddof=1)), rel=1e-5)
+
+
+def test_median_ci_ranks_are_scipys_binomial_quantiles() -> None:
+    """The exact integer quantile gives scipy.stats.binom's rank (every n up to 300, and larger
+    ones up to the 10 000 where median_ci switches to scipy)."""
+    import numpy as np
+    from scipy import stats as sps
+
+    from bench.stats import _binom_half_ppf
+
+    n = np.array([*range(1, 301), 997, 1000, 2048, 4999, 9999, 10_000])
+    j = sps.binom.ppf(0.025, n, 0.5).astype(int)
+    j -= (j >= 1) & (sps.binom.cdf(j - 1, n, 0.5) > 0.025)  # the float guard of scipy's path
+    assert [_binom_half_ppf(0.025, int(k)) for k in n] == list(j)
+    assert median_ci([float(v) for v in range(1, 10_002)]) == (4902.0, 5100.0)  # scipy's path

@@ -67,20 +67,23 @@ def profile_kernels(run: Callable[[], None], sync: Callable[[], None], iters: in
     """Per-kernel times of ``iters`` calls of ``run`` from ``torch.profiler``: every CUDA kernel
     the process launches (CUPTI sees all of them, whichever library launched them), or the
     top-level ATen ops on the CPU. ``sync`` waits for the work before the profile closes."""
-    from torch.profiler import ProfilerActivity, profile
+    # The Kineto profiler that torch.profiler.profile(activities=[CUDA] or [CPU]) makes (its
+    # prepare_trace, torch/profiler/profiler.py), made here directly: torch.profiler's
+    # wrapper first does hasattr(torch, "_inductor"), which imports TorchDynamo (~2 s a process).
+    from torch.autograd.profiler import profile
 
     iters = max(1, iters)
-    acts = [ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]
     with warnings.catch_warnings(), _quiet_stderr():
         # torch >= 2.6 warns on every first profile that events of earlier cycles are
         # dropped: we run one cycle, so nothing is lost
         warnings.filterwarnings("ignore", message=".*Profiler clears events.*")
-        with profile(activities=acts) as prof:
+        with profile(use_cpu=not cuda, use_device="cuda" if cuda else None,
+                     use_kineto=True) as prof:
             for _ in range(iters):
                 run()
             sync()
     times: dict[str, list[tuple[float, float]]] = {}  # name -> (start, ms) per call
-    for evt in prof.events():
+    for evt in prof.function_events:
         tr = getattr(evt, "time_range", None)
         start = float(tr.start) if tr is not None else 0.0
         if cuda:
