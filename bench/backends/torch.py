@@ -62,28 +62,43 @@ def _set_tf32(torch: Any, enabled: bool) -> None:
         torch.backends.cudnn.allow_tf32 = enabled
 
 
+def _kineto_profile(cuda: bool) -> Any:
+    """On CUDA ``torch.profiler.profile(activities=[CUDA])``, the path verified on the H200.
+    On the CPU the Kineto profiler that torch.profiler makes for ``[CPU]`` (its
+    ``prepare_trace``, torch/profiler/profiler.py), made directly: torch.profiler's wrapper
+    first does ``hasattr(torch, "_inductor")``, which imports TorchDynamo (~2 s a process, paid
+    by every CPU test process)."""
+    if cuda:
+        from torch.profiler import ProfilerActivity, profile
+
+        return profile(activities=[ProfilerActivity.CUDA])
+    from torch.autograd.profiler import profile as autograd_profile
+
+    return autograd_profile(use_cpu=True, use_device=None, use_kineto=True)
+
+
+def _events(prof: Any, cuda: bool) -> Any:
+    """The function events of either profiler (``torch.profiler.profile.events()`` returns its
+    inner autograd profiler's ``function_events``)."""
+    return prof.events() if cuda else prof.function_events
+
+
 def profile_kernels(run: Callable[[], None], sync: Callable[[], None], iters: int,
                     cuda: bool = True) -> list[base.LayerTime]:
     """Per-kernel times of ``iters`` calls of ``run`` from ``torch.profiler``: every CUDA kernel
     the process launches (CUPTI sees all of them, whichever library launched them), or the
     top-level ATen ops on the CPU. ``sync`` waits for the work before the profile closes."""
-    # The Kineto profiler that torch.profiler.profile(activities=[CUDA] or [CPU]) makes (its
-    # prepare_trace, torch/profiler/profiler.py), made here directly: torch.profiler's
-    # wrapper first does hasattr(torch, "_inductor"), which imports TorchDynamo (~2 s a process).
-    from torch.autograd.profiler import profile
-
     iters = max(1, iters)
     with warnings.catch_warnings(), _quiet_stderr():
         # torch >= 2.6 warns on every first profile that events of earlier cycles are
         # dropped: we run one cycle, so nothing is lost
         warnings.filterwarnings("ignore", message=".*Profiler clears events.*")
-        with profile(use_cpu=not cuda, use_device="cuda" if cuda else None,
-                     use_kineto=True) as prof:
+        with _kineto_profile(cuda) as prof:
             for _ in range(iters):
                 run()
             sync()
     times: dict[str, list[tuple[float, float]]] = {}  # name -> (start, ms) per call
-    for evt in prof.function_events:
+    for evt in _events(prof, cuda):
         tr = getattr(evt, "time_range", None)
         start = float(tr.start) if tr is not None else 0.0
         if cuda:
