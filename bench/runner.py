@@ -212,6 +212,8 @@ def profile_step(engine: Engine, case: Case, backend: Backend, stream: Any,
     try:
         with nvtx_range("profile"):
             layers = engine.layer_profile(stream, iters)
+    except GpuStuck:
+        raise  # not a profile failure: the case stops (measure_case)
     except Exception as e:  # noqa: BLE001
         return None, f"{type(e).__name__}: {_one_line(e)}"
     if not layers:
@@ -416,7 +418,7 @@ def run_suite(plan: RunPlan, on_record: Callable[[Record], None] | None = None,
                             gpu = None  # its stream may hold the stuck work: not closed
                             raise CaseStuck(e.record, f"{backend.name} {case.name}: "
                                             f"{e.record.error}; every record so far is kept: "
-                                            f"`convbench run --resume {store.dir}` goes on "
+                                            f"`{resume_command(plan, store.dir)}` goes on "
                                             "with the next case") from None
                     with write_lock:  # a forced exit on Ctrl-C waits for a record being written
                         store.append_result(rec, layers)
@@ -430,6 +432,28 @@ def run_suite(plan: RunPlan, on_record: Callable[[Record], None] | None = None,
         if gpu is not None:
             gpu.close()
     return summary
+
+
+def resume_command(plan: RunPlan, run_dir: Path | str) -> str:
+    """The command that continues ``run_dir``: the plan's own command line (suite or
+    ``--case``, backends, ``--set``, timing flags) with ``--resume run_dir`` in place of any
+    ``--resume`` it had."""
+    args = list(plan.argv[1:])
+    if args and args[0] == "run":
+        args = args[1:]
+    kept: list[str] = []
+    skip = False
+    for a in args:
+        if skip:
+            skip = False
+            continue
+        if a == "--resume":
+            skip = True
+            continue
+        if a.startswith("--resume="):
+            continue
+        kept.append(a)
+    return shlex.join(["convbench", "run", *kept, "--resume", str(run_dir)])
 
 
 def progress_bar(enabled: bool) -> Any:

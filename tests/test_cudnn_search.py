@@ -368,26 +368,18 @@ def test_plans_past_the_search_budget_are_skipped_and_said_so(
     assert "search budget" in plans[0]["error"]
 
 
-def test_a_plan_that_never_finishes_is_hung_and_the_search_goes_on_elsewhere() -> None:
-    """Seen on the H200 (3x3 depthwise, fp32): one plan's CUDA-graph replay never finished and
-    the sweep waited for ever. Now the plan is ``hung`` and the other plans are timed on a new
-    stream with a new workspace; what the stuck work may still use is never freed."""
-    plans = [{"ms": 0.05, "ws": 4096}, {"ms": 0.01, "ws": 4096, "hang": True},
-             {"ms": 0.03, "ws": 4096}]
-    engine, device, executed = build(plans)
-    p = engine.info.extra["plans"]
-    assert [q["status"] for q in p] == ["ok", "hung", "ok"]
-    assert p[1]["error"].startswith("its execution did not finish within 10 s (")
-    assert engine.info.extra["chosen_index"] == 2
-    assert engine.info.extra["plan_status"] == {"ok": 2, "hung": 1}
-    # the search workspace the hung plan ran with is not freed; its replacement is
-    search_ws = [b for b in device.buffers if b.nbytes == 4096]
-    assert [b.closed for b in search_ws[:2]] == [False, True]
-
-
-def test_a_second_hung_plan_stops_the_case_with_gpu_stuck() -> None:
+def test_a_plan_that_never_finishes_stops_the_case_and_frees_nothing() -> None:
+    """Seen on the H200 (3x3 depthwise, fp32, blocked replays): one plan's CUDA-graph replay
+    never finished and the sweep waited for ever. A wait now ends with ``GpuStuck`` naming the
+    plan; nothing the stuck work may still use (buffers, workspace) is freed."""
     from bench.gpu.cuda import GpuStuck
 
-    plans = [{"ms": 0.05}, {"ms": 0.01, "hang": True}, {"ms": 0.02, "hang": True}]
-    with pytest.raises(GpuStuck, match=r"2 cuDNN plans of .* hung, the last plan 2 \(eng2"):
-        build(plans)
+    device = FakeDevice()
+    plans = [{"ms": 0.05, "ws": 4096}, {"ms": 0.01, "ws": 4096, "hang": True},
+             {"ms": 0.03, "ws": 4096}]
+    engine = backend_mod.CudnnEngine(SPEC, BuildInfo(build_s=0.0),
+                                     fake_cudnn(plans, SPEC, device, []), device)
+    with pytest.raises(GpuStuck, match=r"cuDNN plan 1 \(eng1.*\) of .*: its execution did not "
+                                       r"finish within 10 s"):
+        engine.build(make_data(SPEC))
+    assert device.buffers and not [b for b in device.buffers if b.closed]

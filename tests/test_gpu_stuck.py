@@ -9,6 +9,8 @@ The waits are tested with a fake query; the sweep with a build step that raises 
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -65,8 +67,19 @@ def test_a_stuck_case_is_stored_and_the_sweep_stops_with_one_line(tmp_path: Path
     (run_dir,) = (tmp_path / "quickstart").iterdir()
     assert errors[0].startswith("convbench: error: torch 3x3-relu: GPU work did not finish: "
                                 "cuEventSynchronize failed: not finished")
-    assert f"`convbench run --resume {run_dir}` goes on with the next case" in errors[0]
     recs = [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
     # the case before is kept, the stuck one is stored as an error, the one after never ran
     assert [(r["label"], r["status"]) for r in recs] == [("3x3", "ok"), ("3x3-relu", "error")]
     assert "the sweep stops here" in recs[1]["error"]
+    # the line names a command that goes on: the same options, --resume RUN
+    hint = re.search(r"`(convbench run .*)` goes on with the next case$", errors[0])
+    assert hint, errors[0]
+    cmd = shlex.split(hint.group(1))
+    assert cmd[-2:] == ["--resume", str(run_dir)] and str(QUICKSTART) in cmd
+    p = subprocess.run([sys.executable, "-m", "bench", *cmd[1:]], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300,
+                       env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert p.returncode == 0, p.stderr
+    recs = [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
+    assert [(r["label"], r["status"]) for r in recs] == [("3x3", "ok"), ("3x3-relu", "error"),
+                                                         ("5x5", "ok")]

@@ -65,11 +65,9 @@ SLOW_PLAN_MIN_MS = 2.0
 #: a safety net, not a tuning knob: plans not reached after this many seconds of one case's
 #: search (building runtime-compiled engines can take seconds each) are ``skipped_budget``
 SEARCH_BUDGET_S = 120.0
-#: a plan's execution or timing replay still unfinished after this many seconds is ``hung``
-#: (the search then goes on with a new stream and workspace); after MAX_HUNG_PLANS of them
-#: the case stops with ``GpuStuck``
+#: a plan's execution or timing replay still unfinished after this many seconds stops the
+#: case with ``GpuStuck`` naming the plan (whatever is stuck may still occupy the GPU)
 PLAN_WAIT_S = 10.0
-MAX_HUNG_PLANS = 2
 _IO_TYPES = {"fp32": "FLOAT", "fp16": "HALF", "bf16": "BFLOAT16"}
 #: what ``status`` of a plan means (reports count them)
 PLAN_STATUS = {
@@ -81,7 +79,6 @@ PLAN_STATUS = {
     "wrong": "relative error above the precision's tolerance",
     "not_capturable": "its execution could not be captured in a CUDA graph",
     "failed": "execution failed",
-    "hung": f"its execution did not finish within {PLAN_WAIT_S:g} s",
     "skipped_budget": f"not reached within the search budget ({SEARCH_BUDGET_S:g} s per case)",
 }
 
@@ -266,8 +263,6 @@ class CudnnEngine(Engine):
         self._pack: dict[Any, int] = {}
         self._plan = -1
         self._own_stream: Any = None
-        #: streams and workspaces a hung plan may still use: kept, never freed
-        self._abandoned: list[Any] = []
 
     # --- build ---------------------------------------------------------------------------------
     def build(self, data: ConvData) -> None:
@@ -390,9 +385,8 @@ class CudnnEngine(Engine):
         candidates = [p for p in plans if p["status"] == "ok"]
         ws = self._tactic_workspace(candidates)
         best = math.inf
-        hung = 0
         try:
-            for n, rec in enumerate(candidates):
+            for rec in candidates:
                 if rec["status"] != "ok":
                     continue
                 if time.perf_counter() - t0 > SEARCH_BUDGET_S:
@@ -402,22 +396,13 @@ class CudnnEngine(Engine):
                 try:
                     self._time_plan(rec, ws, ref, images, best)
                 except GpuStuck as e:
-                    hung += 1
-                    rec["status"], rec["error"] = "hung", f"{PLAN_STATUS['hung']} ({e})"
-                    log.debug("plan %d %s: hung", rec["index"], rec["name"])
-                    if hung >= MAX_HUNG_PLANS:
-                        ws = None  # the stuck work may still use it: never freed
-                        raise GpuStuck(e.call, e.error,
-                                       f"{hung} cuDNN plans of {spec.short_name()} hung, the "
-                                       f"last plan {rec['index']} ({rec['name']})") from None
-                    # whatever is stuck keeps its stream, workspace and buffers; the search
-                    # goes on with a new stream and workspace (both left unfreed)
-                    self._abandoned += [self._own_stream, ws]
-                    self._own_stream = self._device.stream()
-                    cudnn.set_stream(self._handle, self._own_stream.handle)
-                    ws = self._tactic_workspace([p for p in candidates[n + 1:]
-                                                 if p["status"] == "ok"])
-                    continue
+                    # the stuck work keeps this case's buffers, stream and workspace: nothing
+                    # of the case is freed, and the case (and the sweep) stops here
+                    ws = None
+                    raise GpuStuck(e.call, e.error,
+                                   f"cuDNN plan {rec['index']} ({rec['name']}) of "
+                                   f"{spec.short_name()}: its execution did not finish within "
+                                   f"{PLAN_WAIT_S:g} s") from None
                 log.debug("plan %d %s: %s, %s ms (%s) in %.3f s", rec["index"], rec["name"],
                           rec["status"], rec["ms"], rec["timed_by"], time.perf_counter() - t_plan)
                 if rec["status"] == "ok" and rec["ms"] is not None:

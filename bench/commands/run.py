@@ -106,7 +106,7 @@ def run(*, suite: str | Path | None = None, cases: list[str] | None = None,
     if any(v is not None for v in scale.values()):
         summary = run_scaled(plan, **scale)
     else:
-        summary = run_suite(plan, interrupt_line=lambda s: interrupted_line(s, suite))
+        summary = run_suite(plan, interrupt_line=lambda s: interrupted_line(s, plan))
     for name, reason in summary.unavailable.items():
         con.print(f"[yellow]skipped backend {safe(name)}: {safe(reason)}[/]")
     print_summary(con, summary.records)
@@ -114,7 +114,7 @@ def run(*, suite: str | Path | None = None, cases: list[str] | None = None,
         con.print(f"resumed: {summary.skipped} case(s) already done were skipped")
     con.print(f"results: {safe(summary.run_dir)}")
     if summary.interrupted:
-        print(interrupted_line(summary, suite), file=sys.stderr)
+        print(interrupted_line(summary, plan), file=sys.stderr)
         return EXIT_INTERRUPTED
     if report and summary.run_dir:
         from bench.report import write_report
@@ -123,10 +123,13 @@ def run(*, suite: str | Path | None = None, cases: list[str] | None = None,
     return 0
 
 
-def interrupted_line(summary: Any, suite: str | Path | None) -> str:
-    """The one line of an interrupted run (also printed by a forced exit on Ctrl-C)."""
+def interrupted_line(summary: Any, plan: Any) -> str:
+    """The one line of an interrupted run (also printed by a forced exit on Ctrl-C): the
+    command that continues it keeps the run's own options (backends, --set, timing flags)."""
+    from bench.runner import resume_command
+
     return (f"interrupted: {len(summary.records)} new record(s) kept in {summary.run_dir}; "
-            f"continue with: convbench run {suite or '--case ...'} --resume {summary.run_dir}")
+            f"continue with: {resume_command(plan, summary.run_dir)}")
 
 
 def run_scaled(plan: Any, *, gpus: str | None = None, workers: int | None = None,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -40,11 +41,28 @@ class CudaError(RuntimeError):
 #: GPU work still unfinished after this many seconds is taken as stuck (a kernel that never
 #: ends, or a stream waiting for something that never comes): ``GpuStuck`` instead of a
 #: process that waits for ever. ``CONVBENCH_GPU_TIMEOUT_S`` overrides it.
-GPU_WAIT_TIMEOUT_S = float(os.environ.get("CONVBENCH_GPU_TIMEOUT_S", "60"))
-#: a wait polls without sleeping for this long (a timed replay lasts ~0.2 ms), then sleeps
-#: between polls, at most _WAIT_MAX_SLEEP_S, so a long wait does not occupy a core
-_WAIT_SPIN_S = 0.002
+GPU_WAIT_TIMEOUT_S = 60.0
+#: a wait polls without sleeping for this long, as a blocking synchronize in CUDA's default
+#: (spin) scheduling does, so a host-clock sample ends within microseconds of the GPU work;
+#: past it, it sleeps between polls (at most _WAIT_MAX_SLEEP_S: 0.1 % of such a wait)
+_WAIT_SPIN_S = 1.0
 _WAIT_MAX_SLEEP_S = 0.001
+
+
+def gpu_wait_timeout_s() -> float:
+    """``CONVBENCH_GPU_TIMEOUT_S`` (seconds, > 0) or ``GPU_WAIT_TIMEOUT_S``."""
+    text = os.environ.get("CONVBENCH_GPU_TIMEOUT_S")
+    if text is None:
+        return GPU_WAIT_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        from bench.errors import BenchError
+
+        raise BenchError(f"CONVBENCH_GPU_TIMEOUT_S={text!r}: give a number of seconds > 0")
+    return value
 
 
 class GpuStuck(CudaError):
@@ -54,9 +72,9 @@ class GpuStuck(CudaError):
 
 def wait_until(done: Callable[[], bool], call: str, timeout_s: float | None = None) -> None:
     """Poll ``done()`` (a cuEventQuery / cuStreamQuery) until it is true; ``GpuStuck`` after
-    ``timeout_s`` (default ``GPU_WAIT_TIMEOUT_S``). Unlike a blocking synchronize, a wait can
+    ``timeout_s`` (default ``gpu_wait_timeout_s()``). Unlike a blocking synchronize, a wait can
     end: a hung kernel costs its case, not the sweep."""
-    limit = GPU_WAIT_TIMEOUT_S if timeout_s is None else timeout_s
+    limit = gpu_wait_timeout_s() if timeout_s is None else timeout_s
     t0 = time.monotonic()
     sleep = 1e-5
     while not done():
