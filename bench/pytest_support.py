@@ -14,7 +14,7 @@ from typing import Any
 
 from bench.backends.base import Backend
 from bench.backends.registry import get_backend
-from bench.errors import BenchError
+from bench.errors import BenchError, CaseStuck
 from bench.plan import RunPlan, make_plan, validate_timing
 from bench.record import Record
 from bench.runner import GpuSession, backend_facts, describe_run, measure_case
@@ -54,6 +54,8 @@ class PytestRun:
     _backends: dict[str, Backend] = field(default_factory=dict)
     _runs: dict[str, _SuiteRun] = field(default_factory=dict)
     _gpu: GpuSession | None = None
+    #: set when a case's GPU work did not finish: no later GPU case runs in this session
+    _stuck: str | None = None
 
     # --- plans ------------------------------------------------------------------------------
     def plan(self, suite: Suite, backends: list[str] | None = None,
@@ -84,6 +86,9 @@ class PytestRun:
 
     # --- GPU ----------------------------------------------------------------------------------
     def gpu(self, plan: RunPlan) -> GpuSession:
+        if self._stuck:
+            raise BenchError(f"an earlier case's GPU work did not finish ({self._stuck}); no later "
+                             "GPU case runs in this pytest session")
         if self._gpu is None:
             self._gpu = plan.gpu_session()
         elif plan.timing.l2 == "cold" and self._gpu.flusher is None:
@@ -123,7 +128,14 @@ class PytestRun:
         if plan.suite.name == FIXTURE_SUITE:
             case = Case(index=run.next_index, spec=case.spec, label=case.label)
             run.next_index += 1
-        rec, layers = measure_case(case, backend, plan.timing, gpu, plan.cache_dir)
+        try:
+            rec, layers = measure_case(case, backend, plan.timing, gpu, plan.cache_dir)
+        except CaseStuck as e:
+            # stored like any record; the session's GPU stream may hold the stuck work, so it
+            # is never closed and later GPU cases are refused in one line
+            run.store.append_result(e.record, None)
+            self._stuck, self._gpu = str(e), None
+            raise
         run.store.append_result(rec, layers)
         rec.run_dir = str(run.store.dir)
         return rec

@@ -16,7 +16,7 @@ from typing import Any
 
 from bench.commands import common_args
 from bench.commands._output import console, print_summary
-from bench.errors import BenchError
+from bench.errors import BenchError, CaseStuck
 from bench.text import safe
 
 
@@ -94,6 +94,9 @@ def run(*, suite: str | Path, case: str, backend: str | None = None, device: int
                         payload=the_case.index):
             rec, _ = measure_case(the_case, b, cfg, gpu, plan.cache_dir,
                                   profiler_range=gpu is not None)
+    except CaseStuck:
+        gpu = None  # its stream may hold the stuck work: not closed (the CLI exits at once)
+        raise
     finally:
         if gpu is not None:
             gpu.close()
