@@ -609,19 +609,15 @@ class _PlanRun(Engine):
 
 
 def _graph_source(engine: Engine, stream: Any, target_ms: float) -> Any:
-    """convbench's graph timer over ``engine`` (warm L2); its waits end after PLAN_WAIT_S."""
+    """convbench's graph timer over ``engine`` (warm L2), its waits ending after PLAN_WAIT_S.
+    Unblocked: on the H200 (3x3 depthwise) a blocked replay of one plan never finished after
+    its eager executions had; a plan's ~1 ms replay is long enough that the few µs of launch
+    latency the blocker hides move its time by well under 1 %."""
     from bench.gpu.timers import MAX_ITERS, GraphSource
 
-    class PlanGraphSource(GraphSource):
-        wait_timeout_s = PLAN_WAIT_S
-        # H200, 3x3 depthwise: a blocked replay of one plan never finished (after its eager
-        # executions had); a plan's ~1 ms replay is long enough that the few µs of launch
-        # latency the blocker hides move its time by well under 1 %
-        blocked = os.environ.get("CONVBENCH_SEARCH_BLOCKED") == "1"
-        unblocked_because = "cuDNN tactic search (1 ms replays)"
-
-    return PlanGraphSource(engine, stream, "warm", None, target_ms=target_ms,
-                           max_iters=MAX_ITERS)
+    return GraphSource(engine, stream, "warm", None, target_ms=target_ms, max_iters=MAX_ITERS,
+                       wait_timeout_s=PLAN_WAIT_S,
+                       unblocked_because="cuDNN tactic search (1 ms replays)")
 
 
 def _elapsed_ms(stream: Any, start: Any, stop: Any, work: Callable[[], None]) -> float:

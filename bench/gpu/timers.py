@@ -78,7 +78,8 @@ class _Blocker:
     are taken unblocked (``enabled`` says which, and is recorded with the samples).
     """
 
-    def __init__(self, stream: Stream) -> None:
+    def __init__(self, stream: Stream, off_because: str = "") -> None:
+        """``off_because``: the caller's reason to measure unblocked here ("" = block)."""
         self._stream = stream
         self._flag = stream.device.alloc(4)
         self._flag.fill(0, stream)
@@ -99,6 +100,9 @@ class _Blocker:
         if self.enabled and profiler:
             self.enabled = False
             self.why_not = f"a profiler is attached ({profiler})"
+        if self.enabled and off_because:
+            self.enabled = False
+            self.why_not = off_because
 
     def hold(self) -> None:
         if not self.enabled:
@@ -233,20 +237,19 @@ class GraphSource(_EventSource):
     """K enqueues in one CUDA graph; one event pair around each (blocked) replay."""
 
     mode = "graph"
-    #: hold the stream until the replay is queued (a subclass may turn it off, and says why)
-    blocked = True
-    unblocked_because = ""
 
     def __init__(self, engine: Engine, stream: Stream, l2: str, flusher: L2Flusher | None,
-                 target_ms: float = TARGET_REPLAY_MS, max_iters: int = MAX_ITERS) -> None:
+                 target_ms: float = TARGET_REPLAY_MS, max_iters: int = MAX_ITERS,
+                 wait_timeout_s: float | None = None, unblocked_because: str = "") -> None:
+        """``wait_timeout_s``: how long one replay's wait may last (None: the GPU wait
+        timeout); ``unblocked_because``: replays are not held until queued, for this reason
+        (recorded with the samples)."""
         super().__init__(engine, stream, l2, flusher)
+        self.wait_timeout_s = wait_timeout_s
         self._graph: Graph | None = None
         self._blocker: _Blocker | None = None
         try:
-            self._blocker = _Blocker(stream)
-            if not self.blocked and self._blocker.enabled:
-                self._blocker.enabled = False
-                self._blocker.why_not = self.unblocked_because
+            self._blocker = _Blocker(stream, unblocked_because)
             probe_ms = self._eager_probe()
             iters = 1 if l2 == "cold" else iters_for(probe_ms, target_ms, max_iters)
             self._graph = self._capture(iters)
