@@ -140,8 +140,9 @@ def test_cuda_errors_name_the_failing_call(device: cuda.Device, stream: cuda.Str
                                              r"CUDA_ERROR_INVALID_DEVICE"):
         cuda.Device(999)
     # a synchronization while the stream is being captured is an invalid call: the error names
-    # it, the capture is ended, and the stream is usable again
-    with pytest.raises(cuda.CudaError, match=r"cuStreamSynchronize failed: "
+    # the call that failed (Stream.sync polls cuStreamQuery), the capture is ended, and the
+    # stream is usable again
+    with pytest.raises(cuda.CudaError, match=r"cuStreamQuery failed: "
                                              r"CUDA_ERROR_STREAM_CAPTURE"):
         cuda.capture_graph(stream, stream.sync)
     stream.sync()
@@ -180,7 +181,7 @@ def test_graph_and_events_time_the_same_memset(device: cuda.Device,
 def test_an_engine_that_cannot_be_captured_fails_clearly_and_frees_the_stream(
         device: cuda.Device, stream: cuda.Stream) -> None:
     with MemsetEngine(device, 1 << 20, sync_in_enqueue=True) as engine:
-        with pytest.raises(cuda.CudaError, match="cuStreamSynchronize failed"):
+        with pytest.raises(cuda.CudaError, match="cuStreamQuery failed: CUDA_ERROR_STREAM_CAPTURE"):
             make_source(engine, stream, "graph", "warm", None)
     stream.sync()  # not left waiting on the blocker
 
