@@ -482,6 +482,8 @@ def render(rows: Sequence[dict[str, Any]], meta: dict[str, Any], targets: list[s
             "- `*` after a kernel count: the profiled calls of that case did not all launch "
             "the same number of kernels.",
             *[f"- Reference missing: {e}" for e in meta.get("ncu_errors", [])],
+            *([f"- ncu references taken: {meta['ncu_l2']} only (--ncu-l2)"]
+              if meta.get("ncu_l2", "both") != "both" else []),
             f"- Total wall time: {_f(meta.get('wall_s'))} s", ""]
     return "\n".join(out)
 
@@ -559,7 +561,7 @@ def run_parent(args: argparse.Namespace) -> int:
     if ncu_path:
         args.ncu = ncu_path
         with tempfile.TemporaryDirectory(prefix="fidelity-ncu-") as tmp:
-            for l2 in ("warm", "cold"):
+            for l2 in ("warm", "cold") if args.ncu_l2 == "both" else (args.ncu_l2,):
                 try:
                     ncu[l2] = run_ncu(args, l2, Path(tmp))
                 except (RuntimeError, ValueError, subprocess.TimeoutExpired) as e:
@@ -586,7 +588,7 @@ def run_parent(args: argparse.Namespace) -> int:
         "ncu_wall_cold": (ncu["cold"] or {}).get("wall_s"),
         "blocked": sorted({str(r["blocked"]) for r in rows}),
         "python": platform.python_version(), "wall_s": time.perf_counter() - t_start,
-        "ncu_errors": ncu_errors,
+        "ncu_errors": ncu_errors, "ncu_l2": args.ncu_l2,
     }
     text = render(rows, meta, targets)
     print(text)
@@ -634,6 +636,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="the backend whose cases are timed and profiled (default torch)")
     p.add_argument("--ncu", help="path of ncu (default: from PATH)")
     p.add_argument("--ncu-timeout", type=float, default=900.0)
+    p.add_argument("--ncu-l2", choices=["both", "warm", "cold"], default="both",
+                   help="which ncu references to take (default both: two ncu processes; the "
+                        "cudnn backend's tactic search makes each take minutes under ncu)")
     p.add_argument("--no-ncu", action="store_true", help="skip the Nsight Compute reference")
     p.add_argument("--no-do-bench", action="store_true")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
