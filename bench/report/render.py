@@ -360,7 +360,8 @@ def _tactic_blocks(df: pd.DataFrame, layers: pd.DataFrame, plans: pd.DataFrame,
         blocks += [Block("h2", "Backends side by side"),
                    Block("p", "Median ms per case (a status where the case did not pass) and "
                          "kernels per inference from each backend's per-layer profile "
-                         "(TensorRT: layers)."),
+                         "(TensorRT: layers). An empty count: that record has no per-layer "
+                         "profile (`profile_iters = 0`, or the profile failed)."),
                    Block("table", side, "backends")]
     if not tactic_table.empty:
         blocks += [Block("h2", "cuDNN plans (tactics)"),
