@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench.plan import make_plan, planned_results
 from bench.report import write_report
 from bench.runner import run_suite
@@ -19,6 +21,15 @@ ROOT = Path(__file__).resolve().parents[1]
 RUN_A = ROOT / "tests" / "data" / "runs" / "quickstart-cpu-a"  # 12 cases, made before `planned`
 
 
+@pytest.fixture
+def no_plots(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The marker is text: these reports skip drawing their plots (seconds each); the plots of
+    the same loader are checked in tests/test_report.py."""
+    from bench.report import render
+
+    monkeypatch.setattr(render, "_plots", lambda run, out: [])
+
+
 def _interrupted_copy(tmp_path: Path, keep: int) -> Path:
     run = tmp_path / "results" / "quickstart" / "a"
     shutil.copytree(RUN_A, run)
@@ -27,7 +38,7 @@ def _interrupted_copy(tmp_path: Path, keep: int) -> Path:
     return run
 
 
-def test_report_of_an_interrupted_run_says_incomplete(tmp_path: Path) -> None:
+def test_report_of_an_interrupted_run_says_incomplete(tmp_path: Path, no_plots: None) -> None:
     run = _interrupted_copy(tmp_path, 5)
     md = write_report(run, out_root=tmp_path / "reports")
     text = md.read_text()
@@ -37,18 +48,21 @@ def test_report_of_an_interrupted_run_says_incomplete(tmp_path: Path) -> None:
     assert "<strong>Incomplete run</strong>: 5 of 12 results" in html
 
 
-def test_report_of_a_finished_run_has_no_marker(tmp_path: Path) -> None:
+def test_report_of_a_finished_run_has_no_marker(tmp_path: Path, no_plots: None) -> None:
     md = write_report(RUN_A, out_root=tmp_path / "reports")
     assert "ncomplete" not in md.read_text()
 
 
-def test_report_command_prints_incomplete(tmp_path: Path, cli_env: dict[str, str]) -> None:
+def test_report_command_prints_incomplete(tmp_path: Path, no_plots: None,
+                                         capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.cli import main
+
+    monkeypatch.setenv("COLUMNS", "300")
     run = _interrupted_copy(tmp_path, 3)
-    r = subprocess.run([sys.executable, "-m", "bench", "report", str(run), "--out",
-                        str(tmp_path / "reports")], env={**cli_env, "COLUMNS": "300"},
-                       capture_output=True, text=True, check=False, timeout=300)
-    assert r.returncode == 0, r.stderr
-    assert "Incomplete run: 3 of 12 results (case × backend) recorded" in r.stdout, r.stdout
+    assert main(["report", str(run), "--out", str(tmp_path / "reports")]) == 0
+    out = capsys.readouterr().out
+    assert "Incomplete run: 3 of 12 results (case × backend) recorded" in out, out
 
 
 def test_new_runs_store_what_they_planned(tmp_path: Path) -> None:

@@ -171,9 +171,13 @@ def test_benchmark_json_holds_convbench_samples_and_records(pt: pytest.Pytester)
     import bench
 
     assert len(bench.load(rd).records) == 12  # what `convbench report` reads
-    from bench.report import write_report
+    from bench.report import render, write_report
 
-    assert write_report(rd, out_root=pt.path / "reports").is_file()
+    # the report's tables load this run; its plots (drawn from the same table, seconds each)
+    # are checked in tests/test_report.py
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(render, "_plots", lambda run, out: [])
+        assert write_report(rd, out_root=pt.path / "reports").is_file()
 
 
 def _saved(pt: pytest.Pytester) -> list[Path]:
@@ -190,12 +194,30 @@ def _scale(bench: dict[str, Any], factor: float) -> None:
 
 @pytest.mark.slow
 def test_compare_and_compare_fail(pt: pytest.Pytester) -> None:
-    # two saved runs: `pytest-benchmark compare` shows both, with the saved (convbench) numbers
-    for _ in range(2):
-        run(pt, "quickstart.toml", "-k", "relu or stem", "--benchmark-autosave"
-            ).assert_outcomes(passed=2)
+    """Two pytest runs: the first saves its convbench numbers (0001). Its baseline is then
+    edited: one case to 1/100 of what was measured, the other 100x slower (large factors: a
+    shared CPU can swing timings several-fold between two runs). The second run compares with
+    it, fails on the regression only, and saves itself (0002); `pytest-benchmark compare` then
+    shows both saved runs with the saved numbers."""
+    run(pt, "quickstart.toml", "-k", "relu or stem", "--benchmark-autosave"
+        ).assert_outcomes(passed=2)
+    (first,) = _saved(pt)
+    assert first.name[:4] == "0001"
+    data = json.loads(first.read_text())
+    for b in data["benchmarks"]:
+        _scale(b, 0.01 if "relu" in b["name"] else 100.0)
+    first.write_text(json.dumps(data))
+    result = run(pt, "quickstart.toml", "-k", "relu or stem", "--benchmark-autosave",
+                 "--benchmark-compare=0001", "--benchmark-compare-fail=median:5%")
+    assert result.ret != 0
+    out = result.stdout.str() + result.stderr.str()
+    assert "Performance has regressed" in out
+    regressed = out[out.index("Performance has regressed"):]
+    assert "conv[torch-3x3-relu]" in regressed and "Field 'median'" in regressed
+    assert "7x7-stem" not in regressed  # faster than its baseline: no regression
+
     saved = _saved(pt)
-    assert [p.name[:4] for p in saved] == ["0001", "0002"]
+    assert [p.name[:4] for p in saved] == ["0001", "0002"]  # the failing run saved itself
     proc = subprocess.run([sys.executable, "-m", "pytest_benchmark", "compare", "0001", "0002",
                            "--columns=median,rounds", "--csv=cmp.csv", "--time-unit=ms"],
                           cwd=pt.path, capture_output=True, text=True, timeout=120)
@@ -208,22 +230,6 @@ def test_compare_and_compare_fail(pt: pytest.Pytester) -> None:
     with open(pt.path / "cmp.csv") as f:
         rows = list(csv.DictReader(f))
     assert sorted(float(r["median"]) for r in rows) == pytest.approx(sorted(medians), rel=1e-9)
-
-    # a case made slower on purpose: its baseline is edited to 1/100 of what was measured, so
-    # the next run is ~100x slower than it; the other case's baseline is made 100x slower.
-    # (Large factors: a shared CPU can swing timings several-fold between two runs.)
-    data = json.loads(saved[0].read_text())
-    for b in data["benchmarks"]:
-        _scale(b, 0.01 if "relu" in b["name"] else 100.0)
-    saved[0].write_text(json.dumps(data))
-    result = run(pt, "quickstart.toml", "-k", "relu or stem", "--benchmark-compare=0001",
-                 "--benchmark-compare-fail=median:5%")
-    assert result.ret != 0
-    out = result.stdout.str() + result.stderr.str()
-    assert "Performance has regressed" in out
-    regressed = out[out.index("Performance has regressed"):]
-    assert "conv[torch-3x3-relu]" in regressed and "Field 'median'" in regressed
-    assert "7x7-stem" not in regressed  # faster than its baseline: no regression
 
 
 CONV_TEST = """

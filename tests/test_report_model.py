@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from bench import suite_text
 from bench.record import Stats, TimingFacts
@@ -65,7 +66,10 @@ def test_totals_shares_and_losses(tmp_path: Path) -> None:
     assert abs(loss["lost_ms"] - 0.1) < 0.005
 
 
-def test_report_shows_the_roll_up(tmp_path: Path) -> None:
+def test_report_shows_the_roll_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.report import render
+
+    monkeypatch.setattr(render, "_plots", lambda run, out: [])  # text only; plots cost seconds
     md = write_report(_run(tmp_path), out_root=tmp_path / "reports").read_text()
     assert "## Model: net.onnx" in md and "4 Conv nodes, 2 unique layers" in md
     assert re.search(r"\| torch \| fp16 \| 2/2 \| 3\.(29|30)\d* \|", md)
