@@ -123,10 +123,12 @@ def test_label_with_mathtext_renders(tmp_path: Path) -> None:
 # --- item 5: staged outputs ---------------------------------------------------------------------
 def test_interrupted_report_keeps_the_old_one(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from bench.report import plots, write_report
+    from bench.report import plots, render, write_report
 
     run = _copy_run(tmp_path / "run")
-    path = write_report(run, out_root=tmp_path / "reports")
+    with monkeypatch.context() as mp:  # the old report: its text is enough (plots cost seconds)
+        mp.setattr(render, "_plots", lambda run, out: [])
+        path = write_report(run, out_root=tmp_path / "reports")
     old = {p.name: p.read_bytes() for p in path.parent.iterdir()}
     calls = []
 
