@@ -416,10 +416,8 @@ def run_suite(plan: RunPlan, on_record: Callable[[Record], None] | None = None,
                                 store.append_result(e.record, None)
                                 summary.records.append(e.record)
                             gpu = None  # its stream may hold the stuck work: not closed
-                            raise CaseStuck(e.record, f"{backend.name} {case.name}: "
-                                            f"{e.record.error}; every record so far is kept: "
-                                            f"`{resume_command(plan, store.dir)}` goes on "
-                                            "with the next case") from None
+                            raise stuck_stop(e.record, backend.name, case, plan,
+                                             store.dir) from None
                     with write_lock:  # a forced exit on Ctrl-C waits for a record being written
                         store.append_result(rec, layers)
                         summary.records.append(rec)
@@ -432,6 +430,14 @@ def run_suite(plan: RunPlan, on_record: Callable[[Record], None] | None = None,
         if gpu is not None:
             gpu.close()
     return summary
+
+
+def stuck_stop(rec: Record, backend: str, case: Case, plan: RunPlan,
+               run_dir: Path | str) -> CaseStuck:
+    """The error that ends a sweep after a stuck case's record was stored: one line naming the
+    case and the ``--resume`` command that goes on with the next one."""
+    return CaseStuck(rec, f"{backend} {case.name}: {rec.error}; every record so far is kept: "
+                          f"`{resume_command(plan, run_dir)}` goes on with the next case")
 
 
 def resume_command(plan: RunPlan, run_dir: Path | str) -> str:

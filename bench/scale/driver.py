@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from bench.errors import BenchError
+from bench.errors import BenchError, CaseStuck
 from bench.plan import RunPlan
 from bench.record import LayerRow, Record
-from bench.runner import RunSummary, describe_run, failure_record
+from bench.runner import RunSummary, describe_run, failure_record, stuck_stop
 from bench.store import RunStore
 from bench.suite import Case
 
@@ -145,6 +145,14 @@ class Sweep:
         self.summary.records.append(rec)
         if self.on_record:
             self.on_record(rec)
+
+    def stuck(self, task: Task, rec: Record) -> CaseStuck:
+        """A worker's GPU work never finished: its record (status ``error``) is stored, and the
+        returned error, raised by the executor, stops the sweep with one line naming the
+        ``--resume`` that goes on. The worker takes no further case."""
+        self.result(task, rec, None)
+        assert self.store is not None
+        return stuck_stop(rec, task.backend, task.case, self.plan, self.store.dir)
 
     def crashed(self, task: Task | None, slot: Any, how: str) -> None:
         """A worker died; its in-flight task goes back to the front or becomes a failed record."""

@@ -119,7 +119,13 @@ def _worker_main(conn: Connection, slot: Slot, plan: RunPlan) -> None:
             if msg is None:
                 return
             task_id, case, backend = msg
-            conn.send(("done", (task_id, worker.run(case, backend))))
+            reply = worker.run(case, backend)
+            conn.send(("done", (task_id, reply)))
+            if reply[0] == "stuck":
+                # the GPU may still run the stuck work: leave without closing anything (no
+                # exit handler may wait for it); the driver stores the record and stops
+                conn.close()
+                os._exit(0)
     except (BrokenPipeError, ConnectionResetError):
         return
     finally:
@@ -195,6 +201,8 @@ class _Launcher:
         proc.task = None
         if reply[0] == "fatal":
             raise BenchError(reply[1])
+        if reply[0] == "stuck":
+            raise self.sweep.stuck(task, reply[1])
         self.crashes_in_row[proc.slot.id] = 0
         # hand out the next case before writing this one: the GPU is not left idle for the fsync
         self.dispatch()

@@ -203,6 +203,8 @@ def _reply(ray: Any, sweep: Sweep, a: _Actor, kind: str, ref: Any, ask_info: Any
     assert task is not None
     if value[0] == "fatal":
         raise BenchError(value[1])
+    if value[0] == "stuck":  # stored; the actors are killed when the sweep stops
+        raise sweep.stuck(task, value[1])
     dispatch()  # the next case goes out before this one is written
     _, rec, layers = value
     sweep.result(task, rec, layers)

@@ -10,11 +10,13 @@ import os
 import socket
 from typing import Any
 
-from bench.errors import BenchError
+from bench.errors import BenchError, CaseStuck
 from bench.plan import RunPlan
 from bench.suite import Case
 
-#: what ``Worker.run`` returns: ("result", record, layers row or None) or ("fatal", message)
+#: what ``Worker.run`` returns: ("result", record, layers row or None), ("stuck", record) when
+#: the case's GPU work never finished (the worker must take no further case), or
+#: ("fatal", message)
 Reply = tuple[Any, ...]
 
 
@@ -62,6 +64,12 @@ class Worker:
         try:
             rec, layers = measure_case(case, backend, self.plan.timing, self.gpu,
                                        self.plan.cache_dir)
+        except CaseStuck as e:
+            # the record (status error) goes to the driver, which stores it and stops the
+            # sweep; this worker's GPU context may still hold the stuck work
+            e.record.worker = dict(self.identity)
+            self.gpu = None  # never closed: closing would wait for the stuck work
+            return ("stuck", e.record)
         except BenchError as e:
             return ("fatal", str(e))
         rec.worker = dict(self.identity)

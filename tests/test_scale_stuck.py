@@ -1,0 +1,79 @@
+"""A stuck case in a scaled-out sweep (`--workers`): its record is stored, the sweep stops with
+one line naming the `--resume` that goes on, and that resume runs only what is left.
+
+The GPU's never-ending wait is faked in the worker processes: they are spawned, so the fake is a
+``sitecustomize`` module (imported by every Python process started with it on PYTHONPATH) that
+makes ``build_step`` raise ``GpuStuck`` for one case. Everything else — the driver, the pipe
+protocol, the store, the CLI's line — is the real code.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from helpers import QUICKSTART, ROOT
+
+pytest.importorskip("torch")
+
+SITECUSTOMIZE = """
+import os
+if os.environ.get("CONVBENCH_TEST_STUCK_LABEL"):
+    import bench.runner as runner
+    from bench.gpu.cuda import GpuStuck
+
+    real = runner.build_step
+
+    def build_step(case, backend, ctx):
+        if case.label == os.environ["CONVBENCH_TEST_STUCK_LABEL"]:
+            raise GpuStuck("cuEventSynchronize", "not finished",
+                           "GPU work still running after 60 s")
+        return real(case, backend, ctx)
+
+    runner.build_step = build_step
+"""
+
+
+def _records(run_dir: Path) -> list[tuple[str, str]]:
+    lines = (run_dir / "records.jsonl").read_text().splitlines()
+    return [(r["label"], r["status"]) for r in map(json.loads, lines)]
+
+
+def test_a_stuck_case_on_a_worker_is_stored_and_the_resume_goes_on(tmp_path: Path) -> None:
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "sitecustomize.py").write_text(textwrap.dedent(SITECUSTOMIZE))
+    env = {"PYTHONPATH": f"{fake}:{ROOT}", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
+    # one worker takes the cases longest first: 5x5, then 3x3 (stuck), then 3x3-relu
+    args = ["run", str(QUICKSTART), "--out", str(tmp_path), "--no-progress", "--workers", "1",
+            "--filter", 'label == "3x3" or label == "3x3-relu" or label == "5x5"',
+            "--warmup-s", "0", "--min-time-s", "0.01", "--max-time-s", "0.05",
+            "--profile-iters", "1"]
+    p = subprocess.run([sys.executable, "-m", "bench", *args], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300,
+                       env={**env, "CONVBENCH_TEST_STUCK_LABEL": "3x3"})
+    assert p.returncode == 1, p.stderr
+    errors = [line for line in p.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "Traceback" not in p.stderr, p.stderr
+    assert errors[0].startswith("convbench: error: torch 3x3: GPU work did not finish: "
+                                "cuEventSynchronize failed: not finished"), errors[0]
+    (run_dir,) = (tmp_path / "quickstart").iterdir()
+    # the case before is kept, the stuck one is stored as an error (before this fix the
+    # worker's reply was "fatal" and its record was lost), the one after never ran
+    assert _records(run_dir) == [("5x5", "ok"), ("3x3", "error")]
+    stuck = json.loads((run_dir / "records.jsonl").read_text().splitlines()[1])
+    assert "the sweep stops here" in stuck["error"] and stuck["worker"]["executor"] == "local"
+    hint = re.search(r"`(convbench run .*)` goes on with the next case$", errors[0])
+    assert hint, errors[0]
+    cmd = shlex.split(hint.group(1))
+    assert cmd[-2:] == ["--resume", str(run_dir)] and "--workers" in cmd
+    p = subprocess.run([sys.executable, "-m", "bench", *cmd[1:]], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0, p.stderr
+    assert _records(run_dir) == [("5x5", "ok"), ("3x3", "error"), ("3x3-relu", "ok")]
