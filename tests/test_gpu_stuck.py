@@ -9,6 +9,7 @@ The waits are tested with a fake query; the sweep with a build step that raises 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -53,6 +54,13 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+#: the checkout first, then whatever path the tests run with (on the GPU machine pydantic and the
+#: other wheels are installed into a --target directory named there)
+_ENV = {"PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH"))
+                                      if p),
+        "PATH": "/usr/bin:/bin"}
+
+
 def test_a_stuck_case_is_stored_and_the_sweep_stops_with_one_line(tmp_path: Path) -> None:
     args = ["run", str(QUICKSTART), "--out", str(tmp_path), "--no-progress",
             "--filter", 'label == "3x3" or label == "3x3-relu" or label == "5x5"',
@@ -60,7 +68,7 @@ def test_a_stuck_case_is_stored_and_the_sweep_stops_with_one_line(tmp_path: Path
             "--profile-iters", "1"]
     p = subprocess.run([sys.executable, "-c", textwrap.dedent(_SWEEP), *args], cwd=tmp_path,
                        capture_output=True, text=True, timeout=300,
-                       env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+                       env=_ENV)
     assert p.returncode == 1, p.stderr
     errors = [line for line in p.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and "Traceback" not in p.stderr, p.stderr
@@ -78,7 +86,7 @@ def test_a_stuck_case_is_stored_and_the_sweep_stops_with_one_line(tmp_path: Path
     assert cmd[-2:] == ["--resume", str(run_dir)] and str(QUICKSTART) in cmd
     p = subprocess.run([sys.executable, "-m", "bench", *cmd[1:]], cwd=tmp_path,
                        capture_output=True, text=True, timeout=300,
-                       env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+                       env=_ENV)
     assert p.returncode == 0, p.stderr
     recs = [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
     assert [(r["label"], r["status"]) for r in recs] == [("3x3", "ok"), ("3x3-relu", "error"),

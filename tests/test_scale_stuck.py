@@ -10,6 +10,7 @@ protocol, the store, the CLI's line — is the real code.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -49,7 +50,9 @@ def test_a_stuck_case_on_a_worker_is_stored_and_the_resume_goes_on(tmp_path: Pat
     fake = tmp_path / "fake"
     fake.mkdir()
     (fake / "sitecustomize.py").write_text(textwrap.dedent(SITECUSTOMIZE))
-    env = {"PYTHONPATH": f"{fake}:{ROOT}", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
+    path = [str(fake), str(ROOT), os.environ.get("PYTHONPATH", "")]  # the GPU machine's wheels
+    env = {"PYTHONPATH": os.pathsep.join(p for p in path if p), "PATH": "/usr/bin:/bin",
+           "OMP_NUM_THREADS": "1"}
     # one worker takes the cases longest first: 5x5, then 3x3 (stuck), then 3x3-relu
     args = ["run", str(QUICKSTART), "--out", str(tmp_path), "--no-progress", "--workers", "1",
             "--filter", 'label == "3x3" or label == "3x3-relu" or label == "5x5"',

@@ -83,6 +83,15 @@ def _events(prof: Any, cuda: bool) -> Any:
     return prof.events() if cuda else prof.function_events
 
 
+def _wait_stream(stream: Any) -> None:
+    """Wait for a ``torch.cuda.Stream`` as its ``synchronize()`` does, but by polling
+    ``query()`` with convbench's GPU wait timeout: work that never finishes raises
+    ``GpuStuck`` (its case is stored as stuck) instead of blocking the sweep for ever."""
+    from bench.gpu.cuda import wait_until
+
+    wait_until(stream.query, "torch.cuda.Stream.synchronize")
+
+
 def profile_kernels(run: Callable[[], None], sync: Callable[[], None], iters: int,
                     cuda: bool = True) -> list[base.LayerTime]:
     """Per-kernel times of ``iters`` calls of ``run`` from ``torch.profiler``: every CUDA kernel
@@ -269,8 +278,8 @@ class TorchEngine(Engine):
     def _set_input_impl(self, x: np.ndarray) -> None:
         torch = _torch()
         self._x = torch.from_numpy(np.ascontiguousarray(x)).to(self._torch_device, self._dtype)
-        if self.device == "cuda":
-            torch.cuda.synchronize(self._torch_device)
+        if self.device == "cuda":  # the copy and the cast ran on torch's current stream
+            _wait_stream(torch.cuda.current_stream(self._torch_device))
 
     def _enqueue_impl(self, stream: base.StreamLike | None) -> None:
         if self.device == "cpu":
@@ -282,7 +291,7 @@ class TorchEngine(Engine):
 
     def _output_impl(self, stream: base.StreamLike | None) -> np.ndarray:
         if self.device == "cuda":
-            self._stream(stream).synchronize()
+            _wait_stream(self._stream(stream))
         return self._out.float().cpu().numpy()
 
     def _capture_impl(self, stream: base.StreamLike, iters: int) -> _TorchGraph:
@@ -305,7 +314,7 @@ class TorchEngine(Engine):
 
         def sync() -> None:
             if cuda:
-                self._stream(stream).synchronize()
+                _wait_stream(self._stream(stream))
 
         return profile_kernels(lambda: self.enqueue(stream), sync, iters, cuda)
 
