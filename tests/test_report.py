@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -280,4 +281,7 @@ def test_findings_stay_silent_when_the_difference_is_noise(tmp_path: Path) -> No
     run = bench.load(run_dir)
     texts = [f.text for f in findings(run.records, run.layers) if f.rule == "precision"]
     assert texts and all("faster than fp32 in 0 of" in t and "slower in 0" in t for t in texts)
+    # the count says where the other cases went: all of them are ties
+    assert all(re.search(r"in 0 of (\d+) matched cases, slower in 0, the other \1 within 10 % "
+                         r"or inside the noise", t) for t in texts), texts
     assert isinstance(run.records, pd.DataFrame)

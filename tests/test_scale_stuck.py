@@ -80,3 +80,44 @@ def test_a_stuck_case_on_a_worker_is_stored_and_the_resume_goes_on(tmp_path: Pat
                        capture_output=True, text=True, timeout=300, env=env)
     assert p.returncode == 0, p.stderr
     assert _records(run_dir) == [("5x5", "ok"), ("3x3", "error"), ("3x3-relu", "ok")]
+
+
+def test_a_stuck_reply_from_a_ray_actor_is_stored_and_stops_the_sweep(tmp_path: Path) -> None:
+    """The Ray executor's reply handling, without Ray: a fake ``ray.get`` hands the driver an
+    actor's ("stuck", record) reply. The record is stored and the stop names the resume."""
+    from types import SimpleNamespace
+
+    from bench.errors import CaseStuck
+    from bench.plan import make_plan
+    from bench.runner import failure_record
+    from bench.scale.driver import Sweep
+    from bench.scale.ray_executor import _Actor, _reply
+    from bench.store import load_records
+    from bench.suite import load_suite
+
+    argv = ["convbench", "run", str(QUICKSTART), "--executor", "ray", "--workers", "1"]
+    plan = make_plan(load_suite(QUICKSTART), out=tmp_path, progress=False, argv=argv)
+    sweep = Sweep(plan, executor="ray")
+    sweep.worker_ready({"pid": 1, "host": "h", "backends": {"torch": {"device": "cpu"}},
+                        "unavailable_backends": {}, "gpu": None, "gpu_clocks_at_start": None})
+    task = sweep.next_task(0, {0})
+    assert task is not None
+    rec = failure_record(task.case, task.backend, "GPU work did not finish: cuEventSynchronize "
+                         "failed: not finished; the sweep stops here")
+    ray = SimpleNamespace(get=lambda ref: ("stuck", rec),
+                          exceptions=SimpleNamespace(RayActorError=RuntimeError))
+    actor = _Actor(slot=0, handle=None, task=task)
+    dispatched = []
+    try:
+        with pytest.raises(CaseStuck) as e:
+            _reply(ray, sweep, actor, "run", object(), lambda a: None,
+                   lambda: dispatched.append(1))
+    finally:
+        sweep.close()
+    assert not dispatched  # no further case goes out after a stuck one
+    assert str(e.value).startswith(f"torch {task.case.name}: GPU work did not finish: ")
+    assert str(e.value).endswith(f"--executor ray --workers 1 --resume {sweep.store.dir}` goes "
+                                 "on with the next case")
+    (stored,) = load_records(sweep.store.dir)
+    assert (stored.case_key, stored.status) == (task.case.key, "error")
+    assert stored.worker["executor"] == "ray"

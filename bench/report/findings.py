@@ -69,7 +69,8 @@ def precision_findings(df: pd.DataFrame, layers: pd.DataFrame, slow: str = "fp32
         if len(g) >= 3:
             out.append(Finding("precision", (
                 f"`{backend}`: {fast} is faster than {slow} in {len(faster)} of {len(g)} "
-                f"matched cases, slower in {len(slower)} (median speedup "
+                f"matched cases, slower in {len(slower)}"
+                f"{_rest(len(g) - len(faster) - len(slower))} (median speedup "
                 f"{_x(g['speedup'].median())}, range {_x(g['speedup'].min())}–"
                 f"{_x(g['speedup'].max())}).")))
         for r in faster.itertuples(index=False) if len(g) < 3 else ():
@@ -176,6 +177,11 @@ def workspace_findings(df: pd.DataFrame) -> list[Finding]:
     return [Finding("workspace", text + ".")]
 
 
+def _rest(n: int) -> str:
+    """The cases a win/loss count leaves out: a difference under 10 % or inside the noise."""
+    return f", the other {n} within 10 % or inside the noise" if n else ""
+
+
 def backend_findings(df: pd.DataFrame) -> list[Finding]:
     """Each pair of backends, per precision: who wins how often, by how much."""
     ok = ok_rows(df)
@@ -194,7 +200,8 @@ def backend_findings(df: pd.DataFrame) -> list[Finding]:
                 losses = int((sig["speedup"] <= 1 / MIN_EFFECT).sum())
                 out.append(Finding("backend", (
                     f"{prec}: `{fast}` is faster than `{slow}` in {wins} of {len(g)} cases and "
-                    f"slower in {losses} (median time ratio {slow}/{fast} "
+                    f"slower in {losses}{_rest(len(g) - wins - losses)} (median time ratio "
+                    f"{slow}/{fast} "
                     f"{_x(g['speedup'].median())}, range {_x(g['speedup'].min())}–"
                     f"{_x(g['speedup'].max())}).")))
     return out
