@@ -351,25 +351,28 @@ def build_blocks(run: Run, out: Path) -> list[Block]:
     return blocks
 
 
+def _table_section(title: str, table: pd.DataFrame, alt: str, text: str) -> list[Block]:
+    return [Block("h2", title), Block("p", text), Block("table", table, alt)]
+
+
 def _tactic_blocks(df: pd.DataFrame, layers: pd.DataFrame, plans: pd.DataFrame,
                    tactic_table: pd.DataFrame, out: Path) -> list[Block]:
     """Backends side by side (with kernel counts), and the cudnn tactic spread + its plot."""
     blocks = []
     side = tactics.backend_table(df, layers)
     if not side.empty:
-        blocks += [Block("h2", "Backends side by side"),
-                   Block("p", "Median ms per case (a status where the case did not pass) and "
-                         "kernels per inference from each backend's per-layer profile "
-                         "(TensorRT: layers). An empty count: that record has no per-layer "
-                         "profile (`profile_iters = 0`, or the profile failed)."),
-                   Block("table", side, "backends")]
+        blocks += _table_section(
+            "Backends side by side", side, "backends",
+            "Median ms per case (a status where the case did not pass) and kernels per "
+            "inference from each backend's per-layer profile (TensorRT: layers). An empty "
+            "count: that record has no per-layer profile (`profile_iters = 0`, or the profile "
+            "failed).")
     if not tactic_table.empty:
-        blocks += [Block("h2", "cuDNN plans (tactics)"),
-                   Block("p", "Every plan cuDNN's heuristics (modes A, FALLBACK) proposed was "
-                         "built, checked and timed with a short budget; `heuristic` is "
-                         "cuDNN's first usable plan, `chosen` the one measured (fastest for "
-                         "algo = autotune). Times in ms."),
-                   Block("table", tactic_table, "tactics")]
+        blocks += _table_section(
+            "cuDNN plans (tactics)", tactic_table, "tactics",
+            "Every plan cuDNN's heuristics (modes A, FALLBACK) proposed was built, checked and "
+            "timed with a short budget; `heuristic` is cuDNN's first usable plan, `chosen` the "
+            "one measured (fastest for algo = autotune). Times in ms.")
         fig = tactics.tactic_figure(plans)
         if fig is not None:
             blocks.append(Block("img", plots.save(fig, out / "tactics"),
