@@ -126,9 +126,15 @@ def test_interrupted_report_keeps_the_old_one(tmp_path: Path,
     from bench.report import plots, render, write_report
 
     run = _copy_run(tmp_path / "run")
-    with monkeypatch.context() as mp:  # the old report: its text is enough (plots cost seconds)
-        mp.setattr(render, "_plots", lambda run, out: [])
+    def one_stub_plot(run, out):  # noqa: ANN001, ANN202 - the old report's plot, drawn fast
+        png = out / "old-plot.png"
+        png.write_bytes(b"\x89PNG old")
+        return [(png, "old plot")]
+
+    with monkeypatch.context() as mp:  # real plots cost seconds; one stub stands for them
+        mp.setattr(render, "_plots", one_stub_plot)
         path = write_report(run, out_root=tmp_path / "reports")
+    assert (path.parent / "old-plot.png").is_file()
     old = {p.name: p.read_bytes() for p in path.parent.iterdir()}
     calls = []
 
