@@ -64,6 +64,9 @@ class Sweep:
         self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._session_saved = False
         self.total = 0
+        #: set when a worker's case got stuck: no new case goes out, the cases in flight on
+        #: the other workers are still stored, then the executor raises it
+        self.stopping: CaseStuck | None = None
         self.summary = RunSummary(run_dir=self.store.dir if self.store else None, cases=self.cases)
 
     # --- start -----------------------------------------------------------------------------------
@@ -118,11 +121,16 @@ class Sweep:
     # --- hand-out --------------------------------------------------------------------------------
     @property
     def finished(self) -> bool:
-        return self.started and not self.pending and not self.in_flight
+        """Nothing left to wait for: every case is done, or a stop is pending and no case is
+        in flight any more."""
+        return self.started and not self.in_flight and (not self.pending
+                                                        or self.stopping is not None)
 
     def next_task(self, slot: Any, live_slots: set[Any]) -> Task | None:
         """The longest pending task for a worker on ``slot``; a task that crashed a worker waits
-        for a different worker while one is alive."""
+        for a different worker while one is alive. None once a stop is pending."""
+        if self.stopping is not None:
+            return None
         for i, task in enumerate(self.pending):
             if slot in task.avoid and live_slots - task.avoid:
                 continue
@@ -146,13 +154,15 @@ class Sweep:
         if self.on_record:
             self.on_record(rec)
 
-    def stuck(self, task: Task, rec: Record) -> CaseStuck:
-        """A worker's GPU work never finished: its record (status ``error``) is stored, and the
-        returned error, raised by the executor, stops the sweep with one line naming the
-        ``--resume`` that goes on. The worker takes no further case."""
+    def stuck(self, task: Task, rec: Record) -> None:
+        """A worker's GPU work never finished: its record (status ``error``) is stored and a
+        stop is pending (``stopping``). No case goes out any more; the cases in flight on other
+        workers are still stored; then the executor raises ``stopping``: one line naming the
+        ``--resume`` that goes on. The stuck worker takes no further case."""
         self.result(task, rec, None)
         assert self.store is not None
-        return stuck_stop(rec, task.backend, task.case, self.plan, self.store.dir)
+        if self.stopping is None:
+            self.stopping = stuck_stop(rec, task.backend, task.case, self.plan, self.store.dir)
 
     def crashed(self, task: Task | None, slot: Any, how: str) -> None:
         """A worker died; its in-flight task goes back to the front or becomes a failed record."""

@@ -201,8 +201,9 @@ class _Launcher:
         proc.task = None
         if reply[0] == "fatal":
             raise BenchError(reply[1])
-        if reply[0] == "stuck":
-            raise self.sweep.stuck(task, reply[1])
+        if reply[0] == "stuck":  # the worker leaves; the others finish what they hold
+            self.sweep.stuck(task, reply[1])
+            return
         self.crashes_in_row[proc.slot.id] = 0
         # hand out the next case before writing this one: the GPU is not left idle for the fsync
         self.dispatch()
@@ -222,6 +223,10 @@ class _Launcher:
         proc.conn.close()
         del self.procs[proc.slot.id]
         task, proc.task = proc.task, None
+        if self.sweep.stopping is not None:  # stopping: no new worker on any GPU
+            if task is not None:
+                self.sweep.crashed(task, proc.slot.id, desc)  # back to pending: --resume
+            return
         self.sweep.crashed(task, proc.slot.id, desc)
         n = self.crashes_in_row.get(proc.slot.id, 0) + 1
         self.crashes_in_row[proc.slot.id] = n
@@ -281,6 +286,8 @@ def run_local(plan: RunPlan, slots: list[Slot], on_record: Any = None) -> RunSum
             for slot in slots:
                 launcher.start(slot)
             launcher.loop(progress)
+        if sweep.stopping is not None:
+            raise sweep.stopping
         graceful = True
     except KeyboardInterrupt:
         sweep.summary.interrupted = True

@@ -168,6 +168,8 @@ def _run(ray: Any, sweep: Sweep, workers: int | None) -> RunSummary:
                     progress.update(bar, total=sweep.total,
                                     completed=len(sweep.summary.records),
                                     description=f"ray: {busy}/{live} actors busy")
+        if sweep.stopping is not None:
+            raise sweep.stopping
     except KeyboardInterrupt:
         sweep.summary.interrupted = True
         sweep.abandon()
@@ -190,7 +192,7 @@ def _reply(ray: Any, sweep: Sweep, a: _Actor, kind: str, ref: Any, ask_info: Any
         a.info = None
         if isinstance(e, ray.exceptions.ActorDiedError) and kind == "info":
             a.dead = True  # restarts used up
-        else:
+        elif sweep.stopping is None:
             ask_info(a)  # waits for Ray's restart
         dispatch()
         return
@@ -203,8 +205,9 @@ def _reply(ray: Any, sweep: Sweep, a: _Actor, kind: str, ref: Any, ask_info: Any
     assert task is not None
     if value[0] == "fatal":
         raise BenchError(value[1])
-    if value[0] == "stuck":  # stored; the actors are killed when the sweep stops
-        raise sweep.stuck(task, value[1])
+    if value[0] == "stuck":  # stored; the other actors finish what they hold, then all are
+        sweep.stuck(task, value[1])  # killed
+        return
     dispatch()  # the next case goes out before this one is written
     _, rec, layers = value
     sweep.result(task, rec, layers)
