@@ -637,9 +637,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ncu", help="path of ncu (default: from PATH)")
     p.add_argument("--ncu-timeout", type=float, default=900.0)
     p.add_argument("--ncu-l2", choices=["both", "warm", "cold"], default="both",
-                   help="which ncu references to take (default both: two ncu processes; with "
-                        "--backend cudnn the tactic search runs under ncu: on the H200 the "
-                        "cold process ran for over a minute without finishing)")
+                   help="which ncu references to take (default both: two ncu processes, each "
+                        "running the whole suite, with --backend cudnn its tactic search "
+                        "too; on the H200 the warm one took 51 s)")
     p.add_argument("--no-ncu", action="store_true", help="skip the Nsight Compute reference")
     p.add_argument("--no-do-bench", action="store_true")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
