@@ -92,3 +92,42 @@ def test_a_stuck_case_is_stored_and_the_sweep_stops_with_one_line(tmp_path: Path
     assert [(r["label"], r["status"]) for r in recs] == [("3x3", "ok"), ("3x3-relu", "error"),
                                                          ("5x5", "ok")]
 
+
+class _FakeProfiler:
+    """Records whether the profile was stopped (on CUDA, torch's stop synchronizes the device)."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __enter__(self) -> _FakeProfiler:
+        self.calls.append("start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.calls.append("stop")
+
+
+def test_a_profile_whose_wait_is_stuck_is_not_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopping torch's CUDA profiler runs torch.cuda.synchronize(), which a stuck kernel
+    blocks for ever: after a stuck wait the profile is left as it is and GpuStuck goes on to
+    the runner (its case is stored as stuck). Any other error still stops the profile."""
+    pytest.importorskip("torch")
+    import bench.backends.torch as tb
+
+    fake = _FakeProfiler()
+    monkeypatch.setattr(tb, "_kineto_profile", lambda cuda: fake)
+
+    def stuck() -> None:
+        raise GpuStuck("torch.cuda.Stream.synchronize", "not finished", "still running")
+
+    with pytest.raises(GpuStuck):
+        tb.profile_kernels(lambda: None, stuck, iters=2, cuda=True)
+    assert fake.calls == ["start"]
+    fake.calls.clear()
+
+    def broken() -> None:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    with pytest.raises(RuntimeError):
+        tb.profile_kernels(lambda: None, broken, iters=2, cuda=True)
+    assert fake.calls == ["start", "stop"]

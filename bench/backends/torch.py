@@ -97,15 +97,28 @@ def profile_kernels(run: Callable[[], None], sync: Callable[[], None], iters: in
     """Per-kernel times of ``iters`` calls of ``run`` from ``torch.profiler``: every CUDA kernel
     the process launches (CUPTI sees all of them, whichever library launched them), or the
     top-level ATen ops on the CPU. ``sync`` waits for the work before the profile closes."""
+    from bench.gpu.cuda import GpuStuck
+
     iters = max(1, iters)
     with warnings.catch_warnings(), _quiet_stderr():
         # torch >= 2.6 warns on every first profile that events of earlier cycles are
         # dropped: we run one cycle, so nothing is lost
         warnings.filterwarnings("ignore", message=".*Profiler clears events.*")
-        with _kineto_profile(cuda) as prof:
+        prof = _kineto_profile(cuda)
+        prof.__enter__()
+        try:
             for _ in range(iters):
                 run()
             sync()
+        except GpuStuck:
+            # the profiler is left running: stopping it synchronizes the whole device
+            # (torch/autograd/profiler.py, profile.__exit__), which the stuck work would block
+            # for ever; the case is stored as stuck and the sweep stops
+            raise
+        except BaseException:
+            prof.__exit__(*sys.exc_info())
+            raise
+        prof.__exit__(None, None, None)
     times: dict[str, list[tuple[float, float]]] = {}  # name -> (start, ms) per call
     for evt in _events(prof, cuda):
         tr = getattr(evt, "time_range", None)
