@@ -216,12 +216,17 @@ def test_events_and_graph_agree_within_3_percent_on_a_millisecond_conv(
         device: cuda.Device, stream: cuda.Stream) -> None:
     # events mode includes the host's launch overhead in each pair (cuDNN's was ~150 us on the
     # H100): a ~10 ms conv keeps that below the 3 % the check allows
+    # The modes are timed graph, events, graph and events is held against the mean of the two
+    # graph medians: the sustained ~10 ms kernels heat the GPU, and its power cap slows later
+    # samples (on the H200: events 3.5 % above an earlier graph run, with one graph run only)
     with _conv_engine(batch=128, in_channels=256, out_channels=256, height=56, width=56,
                       kernel=3, padding="same", tf32=False) as engine:
-        graph_ms, _ = _time(engine, stream, "graph")
+        before_ms, _ = _time(engine, stream, "graph")
         events_ms, _ = _time(engine, stream, "events")
+        after_ms, _ = _time(engine, stream, "graph")
+    graph_ms = (before_ms + after_ms) / 2
     assert graph_ms >= 1.0, f"case too short for this check: {graph_ms:.3f} ms"
-    assert abs(events_ms / graph_ms - 1) <= 0.03, (events_ms, graph_ms)
+    assert abs(events_ms / graph_ms - 1) <= 0.03, (events_ms, before_ms, after_ms)
 
 
 def test_cold_l2_is_slower_than_warm_on_a_conv_that_fits_in_l2(device: cuda.Device,
