@@ -41,7 +41,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,9 @@ if str(ROOT) not in sys.path:
 RANGE = "fidelity"  # the NVTX range (domain convbench) that holds every profiled call
 SEPARATOR = "spin_kernel"  # torch.cuda._sleep's kernel, launched before every profiled call
 METRIC = "gpu__time_duration.sum"
+#: the SM clock while a kernel ran (cycles elapsed per second, averaged over the SMs)
+CLOCK_METRIC = "sm__cycles_elapsed.avg.per_second"
+_PER_S_MHZ = {"second": 1e-6, "msecond": 1e-3, "usecond": 1.0, "nsecond": 1e3}
 _UNIT_US = {"nsecond": 1e-3, "ns": 1e-3, "usecond": 1.0, "us": 1.0, "msecond": 1e3, "ms": 1e3,
             "second": 1e6, "s": 1e6}
 
@@ -63,6 +66,7 @@ class Kernel:
     id: int
     name: str
     us: float
+    sm_mhz: float | None = None  # the SM clock while it ran (CLOCK_METRIC), if ncu gave it
 
 
 def parse_ncu_csv(text: str, metric: str = METRIC) -> list[Kernel]:
@@ -96,6 +100,30 @@ def parse_ncu_csv(text: str, metric: str = METRIC) -> list[Kernel]:
     return out
 
 
+def parse_ncu_clocks(text: str) -> dict[int, float]:
+    """Kernel ID -> SM clock in MHz from ``CLOCK_METRIC`` rows of the same CSV (units such as
+    ``cycle/second`` or ``cycle/nsecond``; an unknown unit leaves the kernel out)."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines)
+                  if "Metric Name" in line and "Kernel Name" in line), None)
+    if start is None:
+        return {}
+    rows = csv.reader(lines[start:])
+    header = next(rows)
+    col = {name: i for i, name in enumerate(header)}
+    out: dict[int, float] = {}
+    for row in rows:
+        if len(row) != len(header) or row[col["Metric Name"]] != CLOCK_METRIC:
+            continue
+        unit = row[col["Metric Unit"]].strip().lower()
+        per = unit.rsplit("/", 1)[-1] if "/" in unit else {"hz": "second"}.get(unit, unit)
+        if per not in _PER_S_MHZ:
+            continue
+        out[int(row[col["ID"]])] = float(row[col["Metric Value"]].replace(",", "")) * \
+            _PER_S_MHZ[per]
+    return out
+
+
 def group_calls(kernels: Sequence[Kernel], n_calls: int,
                 separator: str = SEPARATOR) -> list[list[Kernel]]:
     """Split kernels into calls: each call starts right after a separator kernel."""
@@ -117,12 +145,16 @@ def summarize_calls(calls: Sequence[Sequence[Kernel]]) -> dict[str, Any]:
     """Reference numbers of one case from its profiled calls."""
     sums = [sum(k.us for k in c) for c in calls]
     counts = [len(c) for c in calls]
+    # a call's SM clock: its kernels' clocks weighted by their times
+    mhz = [sum(k.us * k.sm_mhz for k in c) / sum(k.us for k in c) for c in calls
+           if c and all(k.sm_mhz for k in c) and sum(k.us for k in c) > 0]
     longest = [max((k.us for k in c), default=0.0) for c in calls]
     names = sorted({k.name for c in calls for k in c})
     return {"us": statistics.median(sums), "calls_us": sums,
             "kernels": statistics.mode(counts) if counts else 0,
             "kernel_counts_differ": len(set(counts)) > 1,
-            "longest_us": statistics.median(longest) if longest else 0.0, "kernel_names": names}
+            "longest_us": statistics.median(longest) if longest else 0.0, "kernel_names": names,
+            "sm_mhz": statistics.median(mhz) if mhz else None}
 
 
 def err_pct(value: float | None, ref: float | None) -> float | None:
@@ -182,7 +214,7 @@ def run_ncu(args: argparse.Namespace, l2: str, workdir: Path) -> dict[str, Any]:
     manifest_path = workdir / f"manifest-{l2}.json"
     cmd = [args.ncu, "--clock-control", "none",
            "--cache-control", "none" if l2 == "warm" else "all",
-           "--nvtx", "--nvtx-include", ncu_include(RANGE), "--metrics", METRIC,
+           "--nvtx", "--nvtx-include", ncu_include(RANGE), "--metrics", f"{METRIC},{CLOCK_METRIC}",
            "--csv", "--print-units", "base", "--log-file", str(csv_path),
            sys.executable, str(Path(__file__).resolve()), "--child",
            "--suite", str(args.suite), "--calls", str(args.calls),
@@ -202,7 +234,10 @@ def run_ncu(args: argparse.Namespace, l2: str, workdir: Path) -> dict[str, Any]:
         raise RuntimeError(f"ncu ({l2}) failed with exit code {proc.returncode}:\n{tail}\n"
                            f"{log}\ncommand: {shlex.join(cmd)}")
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    calls = group_calls(parse_ncu_csv(csv_path.read_text(errors="replace")), len(manifest))
+    text = csv_path.read_text(errors="replace")
+    clocks = parse_ncu_clocks(text)
+    kernels = [replace(k, sm_mhz=clocks.get(k.id)) for k in parse_ncu_csv(text)]
+    calls = group_calls(kernels, len(manifest))
     per_case: dict[int, list[list[Kernel]]] = {}
     for index, call in zip(manifest, calls):
         per_case.setdefault(index, []).append(call)
@@ -265,6 +300,85 @@ def cupti_kernel_us(engine: Any, stream: Any, iters: int = CUPTI_ITERS) -> dict[
             "kernels": round(len(kernels) / iters, 2)}
 
 
+class ClockSampler:
+    """The GPU's SM clock (MHz) and power (W) from NVML every ``period_s`` on a thread, for the
+    time a ``with`` block runs; ``summary()`` gives their medians and the lowest clock. Inert
+    (summary None) where NVML cannot see the GPU."""
+
+    def __init__(self, uuid: str, period_s: float = 0.01) -> None:
+        import threading
+
+        from bench.gpu import nvml
+
+        self._nv = nvml._nvml()
+        self._h = None
+        if self._nv is not None:
+            try:
+                self._h = self._nv.nvmlDeviceGetHandleByUUID(
+                    uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}")
+            except Exception:  # noqa: BLE001 - not a device NVML sees
+                self._h = None
+        self._period = period_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self.mhz: list[int] = []
+        self.watts: list[float] = []
+
+    def _loop(self) -> None:
+        nv, h = self._nv, self._h
+        while not self._stop.is_set():
+            try:
+                self.mhz.append(int(nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM)))
+                self.watts.append(nv.nvmlDeviceGetPowerUsage(h) / 1000.0)
+            except Exception:  # noqa: BLE001 - a failed reading is left out
+                pass
+            self._stop.wait(self._period)
+
+    def __enter__(self) -> ClockSampler:
+        if self._h is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._h is not None:
+            self._stop.set()
+            self._thread.join()
+
+    def summary(self) -> dict[str, Any] | None:
+        if not self.mhz:
+            return None
+        return {"sm_mhz": statistics.median(self.mhz), "min_sm_mhz": min(self.mhz),
+                "power_w": statistics.median(self.watts) if self.watts else None,
+                "readings": len(self.mhz)}
+
+
+#: the paced graph: PACED_SAMPLES replays of about PACED_BURST_MS each, PACED_GAP_S apart
+PACED_SAMPLES = 30
+PACED_BURST_MS = 0.5
+PACED_GAP_S = 0.01
+
+
+def paced_graph_us(engine: Any, stream: Any) -> dict[str, Any]:
+    """The graph timer with the GPU mostly idle, as Nsight Compute times a kernel: each sample
+    is one blocked replay of a short graph (about ``PACED_BURST_MS``: one inference of a
+    300 µs case, ten of a 50 µs one) after ``PACED_GAP_S`` of idle GPU. Back-to-back replays
+    of large kernels draw the H200 up to its power cap and its SM clock down; a ~2 % duty
+    cycle keeps it at the clock an isolated kernel sees. A check of the timer against ncu
+    under the same conditions, not a convbench mode."""
+    from bench.gpu.timers import GraphSource
+
+    source = GraphSource(engine, stream, "warm", None, target_ms=PACED_BURST_MS)
+    try:
+        ms = []
+        for _ in range(PACED_SAMPLES):
+            time.sleep(PACED_GAP_S)
+            ms.append(source())
+    finally:
+        source.close()
+    return {"us": statistics.median(ms) * 1e3, "n": len(ms),
+            "iters_per_sample": source.iters_per_sample, "gap_s": PACED_GAP_S}
+
+
 def _backend(name: str) -> Any:
     """The backend under test; algo = heuristic for both (torch: cudnn.benchmark off; cudnn:
     cuDNN's first usable plan), so the ncu process runs the kernels the timed one ran."""
@@ -290,6 +404,7 @@ def measure_pass(cases: Sequence[Any], stream: Any, flusher: Any, settings: Any,
     # autotuner picks other algorithms than in the timed process, and the reference would
     # time different kernels
     backend = _backend(backend_name)
+    uuid = stream.device.info.uuid
     out: dict[int, dict[str, Any]] = {}
     for n, case in enumerate(cases, 1):
         t0 = time.perf_counter()
@@ -301,7 +416,8 @@ def measure_pass(cases: Sequence[Any], stream: Any, flusher: Any, settings: Any,
                 t1 = time.perf_counter()
                 source = make_source(engine, stream, mode, l2, flusher)
                 try:
-                    samples = measure(source, settings)
+                    with ClockSampler(uuid) as clocks:
+                        samples = measure(source, settings)
                 finally:
                     source.close()
                 st = summarize(samples.ms)
@@ -309,7 +425,10 @@ def measure_pass(cases: Sequence[Any], stream: Any, flusher: Any, settings: Any,
                             "iters_per_sample": samples.iters_per_sample,
                             "converged": samples.converged,
                             "wall_s": time.perf_counter() - t1,
-                            "info": getattr(source, "info", {})}
+                            "info": getattr(source, "info", {}), "clocks": clocks.summary()}
+            with ClockSampler(uuid) as clocks:
+                res["paced"] = paced_graph_us(engine, stream)
+            res["paced"]["clocks"] = clocks.summary()
             try:
                 res["cupti"] = cupti_kernel_us(engine, stream)
             except Exception as e:  # noqa: BLE001 - a missing reference must not lose the rest
@@ -325,7 +444,9 @@ def measure_pass(cases: Sequence[Any], stream: Any, flusher: Any, settings: Any,
         out[case.index] = res
         g = res["graph"]
         _log(f"{label} {n}/{len(cases)} {case.name}: graph {g['us']:.2f} us "
-             f"(K={g['iters_per_sample']}, rse {g['rse'] * 100:.2f}%, {g['wall_s']:.2f} s)")
+             f"(K={g['iters_per_sample']}, rse {g['rse'] * 100:.2f}%, {g['wall_s']:.2f} s, "
+             f"SM {(g.get('clocks') or {}).get('sm_mhz')} MHz); paced "
+             f"{res['paced']['us']:.2f} us")
     return out
 
 
@@ -364,6 +485,16 @@ def build_rows(cases: Sequence[Any], passes: Sequence[dict[int, dict[str, Any]]]
         row["cupti"] = cupti["us"] if cupti else None
         row["cupti_span"] = cupti["span_us"] if cupti else None
         row["cupti_err"] = err_pct(row["graph"], row["cupti"])
+        paced = first.get("paced")
+        row["paced"] = _us(paced)
+        row["paced_err"] = err_pct(row["paced"], warm["us"] if warm else None)
+        row["paced_k"] = paced.get("iters_per_sample") if paced else None
+        row["paced_mhz"] = ((paced or {}).get("clocks") or {}).get("sm_mhz")
+        graph_clocks = first["graph"].get("clocks") or {}
+        row["graph_mhz"] = graph_clocks.get("sm_mhz")
+        row["graph_min_mhz"] = graph_clocks.get("min_sm_mhz")
+        row["graph_w"] = graph_clocks.get("power_w")
+        row["ncu_mhz"] = warm.get("sm_mhz") if warm else None
         row["graph_rse"] = first["graph"]["rse"]
         row["graph_k"] = first["graph"]["iters_per_sample"]
         row["blocked"] = first["graph"]["info"].get("blocked")
@@ -396,6 +527,13 @@ def check_targets(rows: Sequence[dict[str, Any]], n_passes: int) -> list[str]:
         ok = [r for r in single if r["graph_err"] is not None and abs(r["graph_err"]) <= 1]
         lines.append(f"- Single-kernel cases ≥ 50 µs, graph vs ncu within ±1 %: "
                      f"{len(ok)}/{len(single)}")
+    paced = [r for r in single if r.get("paced") is not None]
+    if paced:
+        ok = [r for r in paced if abs(r["paced_err"]) <= 1]
+        worst = max(paced, key=lambda r: abs(r["paced_err"]))
+        lines.append(f"- Single-kernel cases ≥ 50 µs, paced graph (short replays after an idle "
+                     f"gap, as ncu times a kernel) vs ncu within ±1 %: {len(ok)}/{len(paced)}; "
+                     f"worst {_pm(worst['paced_err'])} % ({worst['name']})")
     if multi:
         ok = [r for r in multi if r["cupti_err"] is not None and abs(r["cupti_err"]) <= 2]
         worst = max(multi, key=lambda r: abs(r["cupti_err"] or 0))
@@ -472,6 +610,26 @@ def render(rows: Sequence[dict[str, Any]], meta: dict[str, Any], targets: list[s
             f"{_f(r['graph_rerun'], 2)} / {_f(r['do_bench_rerun'], 2)} | "
             f"{_f(r['graph_wall'], 2)} / {_f(r['events_wall'], 2)} / {_f(r['cold_wall'], 2)} / "
             f"{_f(r['do_bench_wall'], 2)} |")
+    if any(r.get("paced") is not None or r.get("graph_mhz") is not None for r in rows):
+        out += ["", "## Clocks, and the graph timer with the GPU mostly idle", "",
+                "SM clocks: ncu's `sm__cycles_elapsed.avg.per_second` while the profiled "
+                "kernels ran (median over calls); graph and paced: NVML's SM clock read every "
+                "10 ms while they were timed (median, and the lowest reading). Paced: the graph "
+                f"timer's blocked replay of a short graph (about {PACED_BURST_MS} ms; K "
+                f"inferences), {PACED_SAMPLES} samples each after {PACED_GAP_S * 1e3:.0f} ms "
+                "of idle GPU, median; err % = (paced − ncu warm) / ncu warm.", "",
+                "| # | case | kernels | ncu warm µs | ncu SM MHz | graph µs | graph SM MHz "
+                "(lowest) | graph W | paced µs | paced err % | paced K | paced SM MHz |",
+                "|" + "---|" * 12]
+        for r in rows:
+            w = r["ncu_warm"]
+            low = f" ({_f(r.get('graph_min_mhz'), 0)})" if r.get("graph_min_mhz") else ""
+            out.append(
+                f"| {r['index']} | {r['name']} | {'n/a' if not w else w['kernels']} | "
+                f"{_f(w and w['us'], 2)} | {_f(r.get('ncu_mhz'), 0)} | {_f(r['graph'], 2)} | "
+                f"{_f(r.get('graph_mhz'), 0)}{low} | {_f(r.get('graph_w'), 0)} | "
+                f"{_f(r.get('paced'), 2)} | {_pm(r.get('paced_err'))} | "
+                f"{r.get('paced_k') or 'n/a'} | {_f(r.get('paced_mhz'), 0)} |")
     out += ["", "## Targets", "", *targets, "",
             f"- Device memory free before/after: {meta['free_before_mib']:.0f} / "
             f"{meta['free_after_mib']:.0f} MiB; host RSS {meta['rss_before_mib']:.0f} → "

@@ -154,6 +154,25 @@ def test_ncu_csv_parses_in_launch_order_with_units_and_noise(fidelity: ModuleTyp
     assert kernels[2].name == CONV
 
 
+def _clock_row(i: int, name: str, value: str, unit: str) -> str:
+    return _row(i, name, value, unit).replace("gpu__time_duration.sum",
+                                              "sm__cycles_elapsed.avg.per_second")
+
+
+def test_ncu_sm_clock_per_kernel_in_mhz_and_per_call_weighted_by_time(
+        fidelity: ModuleType) -> None:
+    text = "\n".join([HEADER, _row(0, SPIN, "1000"), _clock_row(0, SPIN, "1.98", "cycle/nsecond"),
+                      _row(1, CONV, "300000"), _clock_row(1, CONV, "1,700,000,000", "cycle/second"),
+                      _row(2, BIAS, "100000"), _clock_row(2, BIAS, "1900", "cycle/usecond"),
+                      _clock_row(3, BIAS, "5", "furlong/fortnight")])
+    assert fidelity.parse_ncu_clocks(text) == pytest.approx({0: 1980.0, 1: 1700.0, 2: 1900.0})
+    K = fidelity.Kernel
+    # one call of a 300 us kernel at 1700 MHz and a 100 us one at 1900: (300*1700+100*1900)/400
+    s = fidelity.summarize_calls([[K(1, CONV, 300.0, 1700.0), K(2, BIAS, 100.0, 1900.0)]])
+    assert s["sm_mhz"] == pytest.approx(1750.0)
+    assert fidelity.summarize_calls([[K(1, CONV, 300.0)]])["sm_mhz"] is None
+
+
 def test_ncu_csv_without_header_is_a_clear_error(fidelity: ModuleType) -> None:
     with pytest.raises(ValueError, match="did ncu profile any kernel"):
         fidelity.parse_ncu_csv("==PROF== Connected\n==PROF== Disconnected\n")
@@ -198,7 +217,12 @@ def test_fidelity_table_and_targets_from_synthetic_results(fidelity: ModuleType)
         def h(us: float) -> dict[str, object]:
             return {"us": us, "rse": 0.001, "n": 100, "iters_per_sample": 10, "converged": True,
                     "wall_s": 0.45, "info": {"blocked": True}}
-        return {"graph": h(graph), "events": h(events), "cold": h(cold),
+        return {"graph": {**h(graph), "clocks": {"sm_mhz": 1700, "min_sm_mhz": 1650,
+                                                  "power_w": 690.0, "readings": 40}},
+                "events": h(events), "cold": h(cold),
+                "paced": {"us": graph * 0.985, "n": 30, "iters_per_sample": 2, "gap_s": 0.01,
+                          "clocks": {"sm_mhz": 1980, "min_sm_mhz": 1980, "power_w": 120.0,
+                                     "readings": 30}},
                 "do_bench": {"us": db, "wall_s": 0.2},
                 "cupti": {"us": graph / 1.01, "span_us": graph, "kernels": 1}}
 
@@ -227,7 +251,15 @@ def test_fidelity_table_and_targets_from_synthetic_results(fidelity: ModuleType)
             "ncu_wall_warm": 40.0, "ncu_wall_cold": 42.0, "blocked": ["True"]}
     md = fidelity.render(rows, meta, targets)
     table = [line for line in md.splitlines() if line.startswith("|")]
-    assert len(table) == 4 and len({line.count("|") for line in table}) == 1
+    assert len(table) == 8  # two tables of two rows, each with its head and separator
+    assert len({line.count("|") for line in table[:4]}) == 1
+    assert len({line.count("|") for line in table[4:]}) == 1
     assert "| 1 | big | 1 | 100.00 | 128.00 | 100.00 | 101.00 | +1.0 | +1.0 |" in md
     assert rows[1]["cupti_err"] == pytest.approx(1.0)
     assert "Single-kernel cases ≥ 50 µs, graph vs ncu within ±1 %: 1/1" in text
+    # the paced graph of "big": 101.0 * 0.985 = 99.485 us against ncu's 100: -0.5 %
+    assert rows[1]["paced_err"] == pytest.approx(-0.515)
+    assert ("Single-kernel cases ≥ 50 µs, paced graph (short replays after an idle gap, as ncu "
+            "times a kernel) vs ncu within ±1 %: 1/1; worst -0.5 % (big)") in text
+    assert "| 1 | big | 1 | 100.00 | n/a | 101.00 | 1700 (1650) | 690 | 99.48 | -0.5 | 2 | 1980 |" \
+        in md

@@ -6,7 +6,8 @@ the GPU wait timeout, and the profiler must not be stopped: its stop synchronize
 device (torch/autograd/profiler.py), which the held stream would block for ever. The child
 process releases the flag afterwards so that the GPU is free again when it exits.
 
-A fake profiler covers the same rule on the CPU (tests/test_gpu_stuck.py).
+A fake profiler covers the same rule on the CPU (tests/test_gpu_stuck.py). The second test
+runs the same stuck profile through ``convbench run``: one line, the case stored, exit code 1.
 """
 
 from __future__ import annotations
@@ -16,15 +17,16 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
-from helpers import ROOT
+from helpers import QUICKSTART, ROOT
 
 pytestmark = pytest.mark.gpu
 
 _CHILD = r"""
-import faulthandler, json, sys, threading, time
+import faulthandler, json, os, sys, threading, time
 import torch
 from cuda.bindings import driver as drv
 import bench.backends.torch as tb
@@ -81,6 +83,9 @@ torch.cuda.synchronize()
 say("synchronized")
 faulthandler.cancel_dump_traceback_later()
 print(json.dumps({"outcome": outcome, "waited_s": waited}), flush=True)
+# the profiler was left running: a normal exit then crashes in its teardown (SIGSEGV on the
+# H200). convbench's CLI leaves with os._exit after a stuck case, and so does this child
+os._exit(0)
 """
 
 
@@ -109,3 +114,55 @@ def test_a_stuck_profile_raises_after_the_timeout_instead_of_hanging(tmp_path: P
     assert got["outcome"].startswith(want), got
     assert 2.0 <= got["waited_s"] < 10.0, got
     assert rc == 0, stderr
+
+
+_SWEEP = r"""
+import sys
+import torch
+from cuda.bindings import driver as drv
+import bench.backends.torch as tb
+
+real = tb.TorchEngine._layer_profile_impl
+flags = []
+
+def layer_profile(self, stream, iters):
+    if self.spec.activation == "relu":  # 3x3-relu: its stream waits for a flag nobody sets
+        flag = torch.zeros(1, dtype=torch.int32, device="cuda")
+        torch.cuda.synchronize()
+        flags.append(flag)
+        (err,) = drv.cuStreamWaitValue32(
+            drv.CUstream(self._stream(stream).cuda_stream), drv.CUdeviceptr(flag.data_ptr()), 1,
+            drv.CUstreamWaitValue_flags.CU_STREAM_WAIT_VALUE_GEQ)
+        assert int(err) == 0, err
+    return real(self, stream, iters)
+
+tb.TorchEngine._layer_profile_impl = layer_profile
+from bench.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_sweep_whose_profile_is_stuck_stops_with_one_line(tmp_path: Path) -> None:
+    env = dict(os.environ, CONVBENCH_GPU_TIMEOUT_S="2",
+               PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH"))
+                                          if p))
+    args = ["run", str(QUICKSTART), "--backend", "torch", "--out", str(tmp_path),
+            "--no-progress", "--filter", 'label == "3x3" or label == "3x3-relu" or label == "5x5"',
+            "--warmup-s", "0", "--min-time-s", "0.01", "--max-time-s", "0.05",
+            "--profile-iters", "2"]
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run([sys.executable, "-c", textwrap.dedent(_SWEEP), *args], cwd=tmp_path,
+                           env=env, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("convbench run hung after the stuck profile")
+    took = time.monotonic() - t0
+    assert p.returncode == 1, (p.returncode, p.stderr)
+    errors = [line for line in p.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "Traceback" not in p.stderr, p.stderr
+    assert errors[0].startswith("convbench: error: torch 3x3-relu: GPU work did not finish: "
+                                "torch.cuda.Stream.synchronize failed: not finished"), errors
+    (run_dir,) = (tmp_path / "quickstart").iterdir()
+    recs = [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
+    assert [(r["label"], r["status"]) for r in recs] == [("3x3", "ok"), ("3x3-relu", "error")]
+    assert took < 90, took
