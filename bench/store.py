@@ -141,8 +141,10 @@ class RunStore:
                                 "stop it, then --resume") from None
             holder = {"pid": os.getpid(), "host": socket.gethostname(),
                       "command": shlex.join(sys.argv)}
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+            # the new line first, then the old tail cut off: a reader never finds the file empty
+            data = (json.dumps(holder) + "\n").encode()
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
             yield self
         finally:
             os.close(fd)  # releases the lock
@@ -219,16 +221,47 @@ class RunStore:
         return {(r.case_key, r.backend) for r in self.records()}
 
 
-def _holder(fd: int) -> str:
-    """Who holds the lock, from what the holder wrote into the lock file."""
+#: how long a refused writer waits for the holder to name itself in the lock file
+HOLDER_WAIT_S = 1.0
+
+
+def _holder(fd: int, wait_s: float = HOLDER_WAIT_S) -> str:
+    """Who holds the lock, from what the holder wrote into the lock file. The holder writes
+    its line just after it takes the lock, so a writer refused in between would read the last
+    holder's line (a process that has exited) or nothing: it reads again for up to ``wait_s``
+    until the line names a live process, else says "another process"."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        named = _named_holder(fd)
+        if named or time.monotonic() >= deadline:
+            return named or "another process"
+        time.sleep(0.02)
+
+
+def _named_holder(fd: int) -> str:
+    """The lock file's holder, or "" when the file names none or a process of this host that
+    no longer runs."""
     try:
-        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        pid, host, cmd = info["pid"], info["host"], str(info["command"])[:200]
+        line = os.pread(fd, 4096, 0).split(b"\n", 1)[0]
+        info = json.loads(line or b"{}")
+        pid, host, cmd = int(info["pid"]), str(info["host"]), str(info["command"])[:200]
     except (OSError, ValueError, KeyError, TypeError):
-        return "another process"
+        return ""
+    if host == socket.gethostname() and not _alive(pid):
+        return ""
     from bench.text import escape_controls
 
-    return f"pid {pid} on {escape_controls(str(host))} ({escape_controls(cmd)})"
+    return f"pid {pid} on {escape_controls(host)} ({escape_controls(cmd)})"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # it exists (another user's), or not a pid this check can judge
+    return True
 
 
 def read_run_info(run_dir: Path) -> dict[str, Any]:

@@ -70,3 +70,49 @@ def test_two_concurrent_resumes_write_no_duplicates(tmp_path: Path,
     err = [line for line in results[loser][2].splitlines() if line.strip()]
     assert len(err) == 1 and "Traceback" not in results[loser][2]
     assert f"in use by pid {winner_pid} " in err[0] and "--resume" in err[0]
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_a_refused_writer_never_names_a_holder_that_has_exited(tmp_path: Path) -> None:
+    """Seen in CI: the second of two concurrent --resume read the lock file in the moment after
+    the first took the lock and before it wrote its own line. The file then named the process
+    of the run before (which had exited), or nothing."""
+    import fcntl
+    import json
+    import os
+    import socket
+    import threading
+
+    from bench.store import LOCK_FILE
+
+    store = RunStore.create(tmp_path, "s", {"suite": "s"})
+    path = store.dir / LOCK_FILE
+    stale = _dead_pid()
+    path.write_text(json.dumps({"pid": stale, "host": socket.gethostname(),
+                                "command": "convbench run old.toml"}) + "\n")
+    fd = os.open(path, os.O_RDWR)  # the new holder: locked, its line not yet written
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(BenchError) as e, RunStore(store.dir).lock():
+            pass
+        assert "in use by another process;" in str(e.value) and str(stale) not in str(e.value)
+
+        def name_myself() -> None:  # the holder writes its line 0.2 s late
+            line = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                               "command": "convbench run new.toml --resume x"}) + "\n"
+            os.pwrite(fd, line.encode(), 0)
+            os.ftruncate(fd, len(line))
+
+        timer = threading.Timer(0.2, name_myself)
+        timer.start()
+        with pytest.raises(BenchError) as e, RunStore(store.dir).lock():
+            pass
+        timer.join()
+        assert f"in use by pid {os.getpid()} " in str(e.value) and "new.toml" in str(e.value)
+    finally:
+        os.close(fd)
