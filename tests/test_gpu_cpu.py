@@ -244,6 +244,7 @@ def test_fidelity_table_and_targets_from_synthetic_results(fidelity: ModuleType)
     assert "within ±1 % (cases with kernels ≥ 50 µs): 1/1" in text
     assert "graph ≤ ncu warm + 0.5 µs/kernel: 1/2 (over: big)" in text
     assert "graph 2/2 (100 %)" in text and "do_bench 1/2 (50 %)" in text
+    assert "paced 2/2 (100 %)" in text  # 99.49 / 99.98 us: 0.5 % apart
     meta = {"gpu": "H100", "command": "fidelity.py", "date": "today", "torch": "2.11",
             "cudnn": 91000, "driver": "13.0", "ncu_version": "2025.3", "clocks_before": "n/a",
             "clocks_after": "n/a", "calls": 5, "free_before_mib": 1000.0,
@@ -263,3 +264,18 @@ def test_fidelity_table_and_targets_from_synthetic_results(fidelity: ModuleType)
             "times a kernel) vs ncu within ±1 %: 1/1; worst -0.5 % (big)") in text
     assert "| 1 | big | 1 | 100.00 | n/a | 101.00 | 1700 (1650) | 690 | 99.48 | -0.5 | 2 | 1980 |" \
         in md
+
+
+def test_rerender_of_the_committed_h200_run_gives_its_committed_tables(
+        fidelity: ModuleType, tmp_path: Path) -> None:
+    """`--rerender` rebuilds a finished run's table and targets from its .json without a GPU;
+    the committed H200 markdown must be what the committed .json renders to."""
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    out = tmp_path / "again.md"
+    assert fidelity.main(["--rerender", str(results / "fidelity-cudnn-h200.json"),
+                          "--out", str(out)]) == 0
+    text = out.read_text(encoding="utf-8")
+    committed = (results / "fidelity-cudnn-h200.md").read_text(encoding="utf-8")
+    assert committed.startswith(text.rstrip("\n"))
+    assert ("paced graph (short replays after an idle gap, as ncu times a kernel) vs ncu within "
+            "±1 %: 3/6; worst +2.8 % (grouped-g32-b16-256)") in text
