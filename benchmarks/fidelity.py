@@ -119,8 +119,11 @@ def parse_ncu_clocks(text: str) -> dict[int, float]:
         per = unit.rsplit("/", 1)[-1] if "/" in unit else {"hz": "second"}.get(unit, unit)
         if per not in _PER_S_MHZ:
             continue
-        out[int(row[col["ID"]])] = float(row[col["Metric Value"]].replace(",", "")) * \
-            _PER_S_MHZ[per]
+        try:  # an odd value ("n/a") leaves the kernel's clock out, never the reference
+            out[int(row[col["ID"]])] = float(row[col["Metric Value"]].replace(",", "")) * \
+                _PER_S_MHZ[per]
+        except ValueError:
+            continue
     return out
 
 
@@ -303,14 +306,15 @@ def cupti_kernel_us(engine: Any, stream: Any, iters: int = CUPTI_ITERS) -> dict[
 class ClockSampler:
     """The GPU's SM clock (MHz) and power (W) from NVML every ``period_s`` on a thread, for the
     time a ``with`` block runs; ``summary()`` gives their medians and the lowest clock. Inert
-    (summary None) where NVML cannot see the GPU."""
+    (summary None) for ``uuid = ""`` and where NVML cannot see the GPU. In the paced graph most
+    readings fall in the idle gaps between bursts, not during the kernels."""
 
     def __init__(self, uuid: str, period_s: float = 0.01) -> None:
         import threading
 
         from bench.gpu import nvml
 
-        self._nv = nvml._nvml()
+        self._nv = nvml._nvml() if uuid else None  # "" : an inert sampler
         self._h = None
         if self._nv is not None:
             try:
@@ -415,8 +419,12 @@ def measure_pass(cases: Sequence[Any], stream: Any, flusher: Any, settings: Any,
             for key, mode, l2 in HARNESSES:
                 t1 = time.perf_counter()
                 source = make_source(engine, stream, mode, l2, flusher)
+                # NVML is read on a thread only around graph timing: in events mode every
+                # sample includes the host's launch, and the reader's turns at the GIL delay it
+                # (on the H200 the events column rose 1.35x, median, with the reader running)
+                sampler = ClockSampler(uuid if key == "graph" else "")
                 try:
-                    with ClockSampler(uuid) as clocks:
+                    with sampler as clocks:
                         samples = measure(source, settings)
                 finally:
                     source.close()
@@ -426,9 +434,13 @@ def measure_pass(cases: Sequence[Any], stream: Any, flusher: Any, settings: Any,
                             "converged": samples.converged,
                             "wall_s": time.perf_counter() - t1,
                             "info": getattr(source, "info", {}), "clocks": clocks.summary()}
-            with ClockSampler(uuid) as clocks:
-                res["paced"] = paced_graph_us(engine, stream)
-            res["paced"]["clocks"] = clocks.summary()
+            try:
+                with ClockSampler(uuid) as clocks:
+                    res["paced"] = paced_graph_us(engine, stream)
+                res["paced"]["clocks"] = clocks.summary()
+            except Exception as e:  # noqa: BLE001 - a missing reference must not lose the rest
+                res["paced"] = None
+                _log(f"{label} {case.name}: no paced graph ({type(e).__name__}: {e})")
             try:
                 res["cupti"] = cupti_kernel_us(engine, stream)
             except Exception as e:  # noqa: BLE001 - a missing reference must not lose the rest
@@ -446,7 +458,7 @@ def measure_pass(cases: Sequence[Any], stream: Any, flusher: Any, settings: Any,
         _log(f"{label} {n}/{len(cases)} {case.name}: graph {g['us']:.2f} us "
              f"(K={g['iters_per_sample']}, rse {g['rse'] * 100:.2f}%, {g['wall_s']:.2f} s, "
              f"SM {(g.get('clocks') or {}).get('sm_mhz')} MHz); paced "
-             f"{res['paced']['us']:.2f} us")
+             f"{_f(_us(res['paced']), 2)} us")
     return out
 
 
