@@ -140,7 +140,9 @@ class RunStore:
                 raise RunLocked(f"{self.dir}: in use by {_holder(fd)}; wait for it to finish or "
                                 "stop it, then --resume") from None
             holder = {"pid": os.getpid(), "host": socket.gethostname(),
-                      "command": shlex.join(sys.argv)}
+                      "start": _start_time(os.getpid()),
+                      # cut: the line must stay well inside what a refused writer reads
+                      "command": shlex.join(sys.argv)[:HOLDER_COMMAND_CHARS]}
             # the new line first, then the old tail cut off: a reader never finds the file empty
             data = (json.dumps(holder) + "\n").encode()
             os.pwrite(fd, data, 0)
@@ -223,35 +225,46 @@ class RunStore:
 
 #: how long a refused writer waits for the holder to name itself in the lock file
 HOLDER_WAIT_S = 1.0
+#: the holder's command line is cut to this many characters in the lock file
+HOLDER_COMMAND_CHARS = 500
 
 
-def _holder(fd: int, wait_s: float = HOLDER_WAIT_S) -> str:
+def _holder(fd: int, wait_s: float | None = None) -> str:
     """Who holds the lock, from what the holder wrote into the lock file. The holder writes
-    its line just after it takes the lock, so a writer refused in between would read the last
+    its line just after it takes the lock, so a writer refused in between reads the last
     holder's line (a process that has exited) or nothing: it reads again for up to ``wait_s``
-    until the line names a live process, else says "another process"."""
-    deadline = time.monotonic() + wait_s
+    (default ``HOLDER_WAIT_S``) until the line names a live process. After that it names what
+    the file says, marked as perhaps gone (a holder in another PID namespace of the same host
+    looks exited from here), or "another process"."""
+    deadline = time.monotonic() + (HOLDER_WAIT_S if wait_s is None else wait_s)
     while True:
-        named = _named_holder(fd)
-        if named or time.monotonic() >= deadline:
-            return named or "another process"
+        named, live = _named_holder(fd)
+        if live or time.monotonic() >= deadline:
+            if not named:
+                return "another process"
+            return named if live else f"{named}, which may have exited"
         time.sleep(0.02)
 
 
-def _named_holder(fd: int) -> str:
-    """The lock file's holder, or "" when the file names none or a process of this host that
-    no longer runs."""
+def _named_holder(fd: int) -> tuple[str, bool]:
+    """The lock file's holder ("" if it names none), and whether it looks alive: on this host,
+    its pid runs and (where the line has it) started when the line says."""
     try:
         line = os.pread(fd, 4096, 0).split(b"\n", 1)[0]
         info = json.loads(line or b"{}")
         pid, host, cmd = int(info["pid"]), str(info["host"]), str(info["command"])[:200]
     except (OSError, ValueError, KeyError, TypeError):
-        return ""
-    if host == socket.gethostname() and not _alive(pid):
-        return ""
+        return "", False
+    if pid <= 0:
+        return "", False
     from bench.text import escape_controls
 
-    return f"pid {pid} on {escape_controls(host)} ({escape_controls(cmd)})"
+    named = f"pid {pid} on {escape_controls(host)} ({escape_controls(cmd)})"
+    if host != socket.gethostname():
+        return named, True  # nothing to check it against
+    started = info.get("start")
+    alive = _alive(pid) and (started is None or _start_time(pid) in (None, started))
+    return named, alive
 
 
 def _alive(pid: int) -> bool:
@@ -262,6 +275,16 @@ def _alive(pid: int) -> bool:
     except (PermissionError, OverflowError, ValueError):
         return True  # it exists (another user's), or not a pid this check can judge
     return True
+
+
+def _start_time(pid: int) -> int | None:
+    """When the process started (clock ticks since boot, ``/proc/<pid>/stat`` field 22), so a
+    pid used again by a later process is not taken for the holder; None where unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def read_run_info(run_dir: Path) -> dict[str, Any]:

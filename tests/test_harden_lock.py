@@ -100,7 +100,15 @@ def test_a_refused_writer_never_names_a_holder_that_has_exited(tmp_path: Path) -
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(BenchError) as e, RunStore(store.dir).lock():
             pass
-        assert "in use by another process;" in str(e.value) and str(stale) not in str(e.value)
+        # after the wait it says what the file says, marked as perhaps gone
+        assert (f"in use by pid {stale} on {socket.gethostname()} (convbench run old.toml), "
+                "which may have exited;") in str(e.value)
+        # a pid used again: the line names this process but another start time
+        path.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                    "start": 1, "command": "convbench run reused.toml"}) + "\n")
+        with pytest.raises(BenchError) as e, RunStore(store.dir).lock():
+            pass
+        assert "(convbench run reused.toml), which may have exited;" in str(e.value)
 
         def name_myself() -> None:  # the holder writes its line 0.2 s late
             line = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
@@ -114,5 +122,6 @@ def test_a_refused_writer_never_names_a_holder_that_has_exited(tmp_path: Path) -
             pass
         timer.join()
         assert f"in use by pid {os.getpid()} " in str(e.value) and "new.toml" in str(e.value)
+        assert "may have exited" not in str(e.value)
     finally:
         os.close(fd)
