@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from bench.suite import Case
 
 _RUN = pytest.StashKey["PytestRun"]()
+_EXIT = pytest.StashKey[int]()  # the session's exit status, for a stuck session's os._exit
 
 
 # --- options -------------------------------------------------------------------------------------
@@ -101,10 +102,28 @@ def _run(config: pytest.Config) -> PytestRun:
     return run
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     run = session.config.stash.get(_RUN, None)
     if run is not None:
+        session.config.stash[_EXIT] = int(exitstatus)
         run.close()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """After a case whose GPU work never finished, the session leaves as ``convbench run``
+    does, with ``os._exit`` once pytest has reported: the GPU may still run the stuck work, and
+    exit handlers would wait for it or crash (torch's profiler, left running after a stuck wait,
+    dies in its teardown: SIGSEGV on the H200)."""
+    run = config.stash.get(_RUN, None)
+    if run is None or not run.stuck:
+        return
+    import os
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(config.stash.get(_EXIT, 1))
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -125,6 +144,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     terminalreporter.write_sep("-", "convbench")
     for d in run.run_dirs():
         terminalreporter.write_line(f"results: {d}  (report: convbench report {d})")
+    if run.stuck:
+        terminalreporter.write_line(f"stuck: {run.stuck}; the session leaves without running "
+                                    "exit handlers")
 
 
 # --- collection ----------------------------------------------------------------------------------

@@ -57,6 +57,11 @@ class PytestRun:
     #: set when a case's GPU work did not finish: no later GPU case runs in this session
     _stuck: str | None = None
 
+    @property
+    def stuck(self) -> str | None:
+        """Why a case's GPU work did not finish in this session (None: none stuck)."""
+        return self._stuck
+
     # --- plans ------------------------------------------------------------------------------
     def plan(self, suite: Suite, backends: list[str] | None = None,
              base_timing: TimingConfig | None = None) -> RunPlan:

@@ -50,3 +50,53 @@ def test_a_stuck_case_is_stored_and_later_gpu_cases_are_refused(
         run.gpu(plan)
     run.close()
     assert closed == []  # the stuck session is never closed
+
+
+_SESSION = r"""
+import atexit, sys
+import bench.pytest_support as ps
+from bench.errors import CaseStuck
+from bench.runner import new_record
+
+real = ps.measure_case
+
+def measure_case(case, backend, *args, **kwargs):
+    if case.label == "3x3-relu":
+        rec = new_record(case, backend.name, "cuda", None, status="error",
+                         error="GPU work did not finish: (test)")
+        raise CaseStuck(rec)
+    return real(case, backend, *args, **kwargs)
+
+ps.measure_case = measure_case
+atexit.register(lambda: print("AN EXIT HANDLER RAN", flush=True))
+import pytest
+sys.exit(pytest.main(sys.argv[1:]))
+"""
+
+
+def test_a_stuck_session_reports_then_leaves_without_exit_handlers(tmp_path: Path) -> None:
+    """The whole session, as a user runs it: the stuck case fails, pytest prints its summary
+    (with the convbench lines), and the process leaves with pytest's exit status without
+    running exit handlers, which could wait for the stuck GPU work or crash on it."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    from helpers import ROOT
+
+    env = {"PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH"))
+                                         if p), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    # --assert=plain: bench is imported before pytest starts, so its rewrite warning would fail
+    args = [str(QUICKSTART), "-p", "no:cacheprovider", "--assert=plain", "-q",
+            "--convbench-out", str(tmp_path),
+            "-k", "3x3-relu or 5x5", "--convbench-min-time-s", "0.01",
+            "--convbench-max-time-s", "0.05", "--convbench-warmup-s", "0",
+            "--convbench-profile-iters", "0"]
+    p = subprocess.run([sys.executable, "-c", textwrap.dedent(_SESSION), *args], cwd=tmp_path,
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1, (p.returncode, p.stdout[-2000:], p.stderr[-2000:])
+    assert "1 failed, 1 passed" in p.stdout, p.stdout[-2000:]
+    assert "stuck: GPU work did not finish: (test); the session leaves without running exit " \
+        "handlers" in p.stdout
+    assert "AN EXIT HANDLER RAN" not in p.stdout + p.stderr
