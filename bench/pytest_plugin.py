@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from bench.suite import Case
 
 _RUN = pytest.StashKey["PytestRun"]()
-_EXIT = pytest.StashKey[int]()  # the session's exit status, for a stuck session's os._exit
+_SESSION = pytest.StashKey[pytest.Session]()  # its exit status, for a stuck session's os._exit
 
 
 # --- options -------------------------------------------------------------------------------------
@@ -102,10 +102,10 @@ def _run(config: pytest.Config) -> PytestRun:
     return run
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+def pytest_sessionfinish(session: pytest.Session) -> None:
     run = session.config.stash.get(_RUN, None)
     if run is not None:
-        session.config.stash[_EXIT] = int(exitstatus)
+        session.config.stash[_SESSION] = session
         run.close()
 
 
@@ -114,7 +114,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     """After a case whose GPU work never finished, the session leaves as ``convbench run``
     does, with ``os._exit`` once pytest has reported: the GPU may still run the stuck work, and
     exit handlers would wait for it or crash (torch's profiler, left running after a stuck wait,
-    dies in its teardown: SIGSEGV on the H200)."""
+    dies in its teardown: SIGSEGV on the H200). This also ends a program that called
+    ``pytest.main()`` in the same process. Under pytest-xdist it is the worker process that
+    leaves; its summary line is not shown by the controller."""
     run = config.stash.get(_RUN, None)
     if run is None or not run.stuck:
         return
@@ -123,7 +125,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(config.stash.get(_EXIT, 1))
+    # read now: hook wrappers that ran after our sessionfinish may have changed it
+    session = config.stash.get(_SESSION, None)
+    os._exit(int(session.exitstatus) if session is not None else 1)
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -250,10 +250,11 @@ def _named_holder(fd: int) -> tuple[str, bool]:
     """The lock file's holder ("" if it names none), and whether it looks alive: on this host,
     its pid runs and (where the line has it) started when the line says."""
     try:
-        line = os.pread(fd, 4096, 0).split(b"\n", 1)[0]
+        # 64 KiB: the command is cut to HOLDER_COMMAND_CHARS, but JSON escapes non-ASCII
+        line = os.pread(fd, 1 << 16, 0).split(b"\n", 1)[0]
         info = json.loads(line or b"{}")
         pid, host, cmd = int(info["pid"]), str(info["host"]), str(info["command"])[:200]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, OverflowError):
         return "", False
     if pid <= 0:
         return "", False
@@ -281,8 +282,8 @@ def _start_time(pid: int) -> int | None:
     """When the process started (clock ticks since boot, ``/proc/<pid>/stat`` field 22), so a
     pid used again by a later process is not taken for the holder; None where unknown."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat.rsplit(")", 1)[1].split()[19])
+        stat = Path(f"/proc/{pid}/stat").read_bytes()  # the name may be any bytes
+        return int(stat.rsplit(b")", 1)[1].split()[19])
     except (OSError, ValueError, IndexError):
         return None
 

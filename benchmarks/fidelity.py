@@ -421,7 +421,7 @@ def measure_pass(cases: Sequence[Any], stream: Any, flusher: Any, settings: Any,
                 source = make_source(engine, stream, mode, l2, flusher)
                 # NVML is read on a thread only around graph timing: in events mode every
                 # sample includes the host's launch, and the reader's turns at the GIL delay it
-                # (on the H200 the events column rose 1.35x, median, with the reader running)
+                # (on the H200 the events column rose 1.32x, median, with the reader running)
                 sampler = ClockSampler(uuid if key == "graph" else "")
                 try:
                     with sampler as clocks:
