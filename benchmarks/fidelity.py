@@ -518,6 +518,15 @@ def build_rows(cases: Sequence[Any], passes: Sequence[dict[int, dict[str, Any]]]
     return rows
 
 
+def _within(rows: Sequence[dict[str, Any]], err: str, limit: float, what: str,
+            note: str = "") -> str:
+    """A target line: how many of ``rows`` have ``|row[err]| <= limit`` %, and the worst."""
+    ok = [r for r in rows if r[err] is not None and abs(r[err]) <= limit]
+    worst = max(rows, key=lambda r: abs(r[err] or 0))
+    return (f"- {what} within ±{limit} %{note}: {len(ok)}/{len(rows)}; worst "
+            f"{_pm(worst[err])} % ({worst['name']})")
+
+
 def check_targets(rows: Sequence[dict[str, Any]], n_passes: int) -> list[str]:
     """The issue's targets, each as one line with the actual numbers."""
     lines = []
@@ -545,24 +554,15 @@ def check_targets(rows: Sequence[dict[str, Any]], n_passes: int) -> list[str]:
                      f"{len(ok)}/{len(single)}")
     paced = [r for r in single if r.get("paced") is not None]
     if paced:
-        ok = [r for r in paced if abs(r["paced_err"]) <= 1]
-        worst = max(paced, key=lambda r: abs(r["paced_err"]))
-        lines.append(f"- Single-kernel cases ≥ 50 µs, paced graph (short replays after an idle "
-                     f"gap, as ncu times a kernel) vs ncu within ±1 %: {len(ok)}/{len(paced)}; "
-                     f"worst {_pm(worst['paced_err'])} % ({worst['name']})")
+        lines.append(_within(paced, "paced_err", 1, "Single-kernel cases ≥ 50 µs, paced graph "
+                             "(short replays after an idle gap, as ncu times a kernel) vs ncu"))
     if multi:
-        ok = [r for r in multi if r["cupti_err"] is not None and abs(r["cupti_err"]) <= 2]
-        worst = max(multi, key=lambda r: abs(r["cupti_err"] or 0))
-        lines.append(f"- Multi-kernel cases ≥ 50 µs, graph vs CUPTI back-to-back kernel sum "
-                     f"within ±2 %: {len(ok)}/{len(multi)}; worst {_pm(worst['cupti_err'])} % "
-                     f"({worst['name']})")
+        lines.append(_within(multi, "cupti_err", 2, "Multi-kernel cases ≥ 50 µs, graph vs CUPTI "
+                             "back-to-back kernel sum"))
     multi_paced = [r for r in big if r["ncu_warm"]["kernels"] > 1 and r.get("paced") is not None]
     if multi_paced:
-        ok = [r for r in multi_paced if abs(r["paced_err"]) <= 2]
-        worst = max(multi_paced, key=lambda r: abs(r["paced_err"]))
-        lines.append(f"- Multi-kernel cases ≥ 50 µs, paced graph vs ncu kernel sum within ±2 % "
-                     f"(ncu serializes the kernels): {len(ok)}/{len(multi_paced)}; worst "
-                     f"{_pm(worst['paced_err'])} % ({worst['name']})")
+        lines.append(_within(multi_paced, "paced_err", 2, "Multi-kernel cases ≥ 50 µs, paced "
+                             "graph vs ncu kernel sum", " (ncu serializes the kernels)"))
     with_ref = [r for r in rows if r["ncu_warm"] and r["graph"] is not None]
     if with_ref:
         leaks = [r for r in with_ref
