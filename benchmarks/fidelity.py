@@ -287,10 +287,20 @@ def cupti_kernel_us(engine: Any, stream: Any, iters: int = CUPTI_ITERS) -> dict[
     for _ in range(iters):  # warm, untraced
         engine.enqueue(stream)
     stream.sync()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+    from bench.gpu.cuda import GpuStuck
+
+    prof = profile(activities=[ProfilerActivity.CUDA])
+    prof.__enter__()
+    try:
         for _ in range(iters):
             engine.enqueue(stream)
         stream.sync()
+    except GpuStuck:
+        raise  # the profiler is left running: its stop would wait for the stuck work for ever
+    except BaseException:
+        prof.__exit__(*sys.exc_info())
+        raise
+    prof.__exit__(None, None, None)
     torch.cuda.synchronize()
     kernels = [e for e in prof.events() if str(e.device_type).endswith("CUDA")
                and not e.name.startswith(("Memset", "Memcpy"))]
@@ -398,6 +408,7 @@ def _backend(name: str) -> Any:
 def measure_pass(cases: Sequence[Any], stream: Any, flusher: Any, settings: Any,
                  with_do_bench: bool, label: str,
                  backend_name: str = "torch") -> dict[int, dict[str, Any]]:
+    from bench.gpu.cuda import GpuStuck
     from bench.gpu.timers import make_source
     from bench.reference import make_data
     from bench.spec import ConvSpec
@@ -438,11 +449,15 @@ def measure_pass(cases: Sequence[Any], stream: Any, flusher: Any, settings: Any,
                 with ClockSampler(uuid) as clocks:
                     res["paced"] = paced_graph_us(engine, stream)
                 res["paced"]["clocks"] = clocks.summary()
+            except GpuStuck:
+                raise
             except Exception as e:  # noqa: BLE001 - a missing reference must not lose the rest
                 res["paced"] = None
                 _log(f"{label} {case.name}: no paced graph ({type(e).__name__}: {e})")
             try:
                 res["cupti"] = cupti_kernel_us(engine, stream)
+            except GpuStuck:
+                raise  # the GPU cannot be trusted for the cases after this one
             except Exception as e:  # noqa: BLE001 - a missing reference must not lose the rest
                 res["cupti"] = None
                 _log(f"{label} {case.name}: no CUPTI reference ({type(e).__name__}: {e})")
