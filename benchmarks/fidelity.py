@@ -27,6 +27,7 @@ numbers to the same path with ``.json``). One command on the GPU machine (~4-6 m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -41,7 +42,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,7 @@ SEPARATOR = "spin_kernel"  # torch.cuda._sleep's kernel, launched before every p
 METRIC = "gpu__time_duration.sum"
 #: the SM clock while a kernel ran (cycles elapsed per second, averaged over the SMs)
 CLOCK_METRIC = "sm__cycles_elapsed.avg.per_second"
-_PER_S_MHZ = {"second": 1e-6, "msecond": 1e-3, "usecond": 1.0, "nsecond": 1e3}
+_PER_S_MHZ = {"second": 1e-6, "msecond": 1e-3, "usecond": 1.0, "nsecond": 1e3, "hz": 1e-6}
 _UNIT_US = {"nsecond": 1e-3, "ns": 1e-3, "usecond": 1.0, "us": 1.0, "msecond": 1e3, "ms": 1e3,
             "second": 1e6, "s": 1e6}
 
@@ -70,7 +71,9 @@ class Kernel:
 
 
 def parse_ncu_csv(text: str, metric: str = METRIC) -> list[Kernel]:
-    """Kernels of an ``ncu --csv`` log in launch order, with ``metric`` in microseconds.
+    """Kernels of an ``ncu --csv`` log in launch order, with ``metric`` in microseconds and,
+    where the log has ``CLOCK_METRIC`` rows, each kernel's SM clock in MHz (a unit or value
+    that cannot be read leaves that kernel's clock None, never the time).
 
     ncu's own ``==PROF==``/``==WARNING==`` lines may be mixed in; rows that do not have the
     header's width are skipped.
@@ -87,44 +90,23 @@ def parse_ncu_csv(text: str, metric: str = METRIC) -> list[Kernel]:
     for need in ("ID", "Kernel Name", "Metric Name", "Metric Unit", "Metric Value"):
         if need not in col:
             raise ValueError(f"ncu CSV has no {need!r} column (columns: {header})")
-    out: list[Kernel] = []
+    times: list[tuple[int, str, float]] = []
+    clocks: dict[int, float] = {}
     for row in rows:
-        if len(row) != len(header) or row[col["Metric Name"]] != metric:
+        if len(row) != len(header):
             continue
-        unit = row[col["Metric Unit"]].strip()
-        if unit not in _UNIT_US:
-            raise ValueError(f"unknown unit {unit!r} for {metric}")
-        value = float(row[col["Metric Value"]].replace(",", ""))
-        out.append(Kernel(int(row[col["ID"]]), row[col["Kernel Name"]], value * _UNIT_US[unit]))
-    out.sort(key=lambda k: k.id)
-    return out
-
-
-def parse_ncu_clocks(text: str) -> dict[int, float]:
-    """Kernel ID -> SM clock in MHz from ``CLOCK_METRIC`` rows of the same CSV (units such as
-    ``cycle/second`` or ``cycle/nsecond``; an unknown unit leaves the kernel out)."""
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines)
-                  if "Metric Name" in line and "Kernel Name" in line), None)
-    if start is None:
-        return {}
-    rows = csv.reader(lines[start:])
-    header = next(rows)
-    col = {name: i for i, name in enumerate(header)}
-    out: dict[int, float] = {}
-    for row in rows:
-        if len(row) != len(header) or row[col["Metric Name"]] != CLOCK_METRIC:
-            continue
-        unit = row[col["Metric Unit"]].strip().lower()
-        per = unit.rsplit("/", 1)[-1] if "/" in unit else {"hz": "second"}.get(unit, unit)
-        if per not in _PER_S_MHZ:
-            continue
-        try:  # an odd value ("n/a") leaves the kernel's clock out, never the reference
-            out[int(row[col["ID"]])] = float(row[col["Metric Value"]].replace(",", "")) * \
-                _PER_S_MHZ[per]
-        except ValueError:
-            continue
-    return out
+        name, unit = row[col["Metric Name"]], row[col["Metric Unit"]].strip()
+        if name == metric:
+            if unit not in _UNIT_US:
+                raise ValueError(f"unknown unit {unit!r} for {metric}")
+            value = float(row[col["Metric Value"]].replace(",", ""))
+            times.append((int(row[col["ID"]]), row[col["Kernel Name"]], value * _UNIT_US[unit]))
+        elif name == CLOCK_METRIC:
+            per = unit.lower().rsplit("/", 1)[-1]  # cycle/second, cycle/nsecond, ...
+            with contextlib.suppress(KeyError, ValueError):  # "n/a", an unknown unit
+                clocks[int(row[col["ID"]])] = (float(row[col["Metric Value"]].replace(",", ""))
+                                               * _PER_S_MHZ[per])
+    return sorted((Kernel(i, n, us, clocks.get(i)) for i, n, us in times), key=lambda k: k.id)
 
 
 def group_calls(kernels: Sequence[Kernel], n_calls: int,
@@ -237,10 +219,7 @@ def run_ncu(args: argparse.Namespace, l2: str, workdir: Path) -> dict[str, Any]:
         raise RuntimeError(f"ncu ({l2}) failed with exit code {proc.returncode}:\n{tail}\n"
                            f"{log}\ncommand: {shlex.join(cmd)}")
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    text = csv_path.read_text(errors="replace")
-    clocks = parse_ncu_clocks(text)
-    kernels = [replace(k, sm_mhz=clocks.get(k.id)) for k in parse_ncu_csv(text)]
-    calls = group_calls(kernels, len(manifest))
+    calls = group_calls(parse_ncu_csv(csv_path.read_text(errors="replace")), len(manifest))
     per_case: dict[int, list[list[Kernel]]] = {}
     for index, call in zip(manifest, calls):
         per_case.setdefault(index, []).append(call)

@@ -164,9 +164,15 @@ def test_ncu_sm_clock_per_kernel_in_mhz_and_per_call_weighted_by_time(
     text = "\n".join([HEADER, _row(0, SPIN, "1000"), _clock_row(0, SPIN, "1.98", "cycle/nsecond"),
                       _row(1, CONV, "300000"), _clock_row(1, CONV, "1,700,000,000", "cycle/second"),
                       _row(2, BIAS, "100000"), _clock_row(2, BIAS, "1900", "cycle/usecond"),
-                      _clock_row(3, BIAS, "5", "furlong/fortnight"),
-                      _clock_row(4, BIAS, "n/a", "cycle/second")])
-    assert fidelity.parse_ncu_clocks(text) == pytest.approx({0: 1980.0, 1: 1700.0, 2: 1900.0})
+                      _row(3, BIAS, "2000"), _clock_row(3, BIAS, "5", "furlong/fortnight"),
+                      _row(4, BIAS, "3000"), _clock_row(4, BIAS, "n/a", "cycle/second"),
+                      _clock_row(5, BIAS, "1980", "cycle/usecond")])
+    kernels = {k.id: k for k in fidelity.parse_ncu_csv(text)}
+    assert sorted(kernels) == [0, 1, 2, 3, 4]  # a clock row alone (5) adds no kernel
+    assert [kernels[i].sm_mhz for i in (0, 1, 2)] == pytest.approx([1980.0, 1700.0, 1900.0])
+    # an unknown unit or an unreadable value leaves the clock out, the time stays
+    assert kernels[3].sm_mhz is None and kernels[4].sm_mhz is None
+    assert [kernels[3].us, kernels[4].us] == pytest.approx([2.0, 3.0])
     K = fidelity.Kernel
     # one call of a 300 us kernel at 1700 MHz and a 100 us one at 1900: (300*1700+100*1900)/400
     s = fidelity.summarize_calls([[K(1, CONV, 300.0, 1700.0), K(2, BIAS, 100.0, 1900.0)]])
