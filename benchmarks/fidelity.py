@@ -478,7 +478,7 @@ def build_rows(cases: Sequence[Any], passes: Sequence[dict[int, dict[str, Any]]]
         cold = (ncu.get("cold") or {}).get("cases", {}).get(case.index)
         row: dict[str, Any] = {"index": case.index, "name": case.name, "key": case.key,
                                "ncu_warm": warm, "ncu_cold": cold}
-        for h in ("graph", "events", "cold", "do_bench"):
+        for h in ("graph", "events", "cold", "do_bench", "paced"):
             ref = cold if h in ("cold", "do_bench") else warm
             row[h] = _us(first.get(h))
             row[f"{h}_err"] = err_pct(row[h], ref["us"] if ref else None)
@@ -492,12 +492,6 @@ def build_rows(cases: Sequence[Any], passes: Sequence[dict[int, dict[str, Any]]]
         row["cupti_span"] = cupti["span_us"] if cupti else None
         row["cupti_err"] = err_pct(row["graph"], row["cupti"])
         paced = first.get("paced")
-        row["paced"] = _us(paced)
-        reruns = [_us(p[case.index].get("paced")) for p in passes]
-        reruns = [r for r in reruns if r is not None]
-        row["paced_rerun"] = ((max(reruns) - min(reruns)) / min(reruns) * 100
-                              if len(reruns) > 1 and min(reruns) > 0 else None)
-        row["paced_err"] = err_pct(row["paced"], warm["us"] if warm else None)
         row["paced_k"] = paced.get("iters_per_sample") if paced else None
         row["paced_mhz"] = ((paced or {}).get("clocks") or {}).get("sm_mhz")
         graph_clocks = first["graph"].get("clocks") or {}
@@ -546,14 +540,14 @@ def check_targets(rows: Sequence[dict[str, Any]], n_passes: int) -> list[str]:
         ok = [r for r in single if r["graph_err"] is not None and abs(r["graph_err"]) <= 1]
         lines.append(f"- Single-kernel cases ≥ 50 µs, graph vs ncu within ±1 %: "
                      f"{len(ok)}/{len(single)}")
-    paced = [r for r in single if r.get("paced") is not None]
+    paced = [r for r in single if r["paced"] is not None]
     if paced:
         lines.append(_within(paced, "paced_err", 1, "Single-kernel cases ≥ 50 µs, paced graph "
                              "(short replays after an idle gap, as ncu times a kernel) vs ncu"))
     if multi:
         lines.append(_within(multi, "cupti_err", 2, "Multi-kernel cases ≥ 50 µs, graph vs CUPTI "
                              "back-to-back kernel sum"))
-    multi_paced = [r for r in big if r["ncu_warm"]["kernels"] > 1 and r.get("paced") is not None]
+    multi_paced = [r for r in big if r["ncu_warm"]["kernels"] > 1 and r["paced"] is not None]
     if multi_paced:
         lines.append(_within(multi_paced, "paced_err", 2, "Multi-kernel cases ≥ 50 µs, paced "
                              "graph vs ncu kernel sum", " (ncu serializes the kernels)"))
@@ -571,7 +565,7 @@ def check_targets(rows: Sequence[dict[str, Any]], n_passes: int) -> list[str]:
     if n_passes > 1:
         parts = []
         for h in ("graph", "events", "cold", "do_bench", "paced"):
-            vals = [r[f"{h}_rerun"] for r in rows if r.get(f"{h}_rerun") is not None]
+            vals = [r[f"{h}_rerun"] for r in rows if r[f"{h}_rerun"] is not None]
             if vals:
                 ok = sum(v <= 1.0 for v in vals)
                 parts.append(f"{h} {ok}/{len(vals)} ({ok / len(vals) * 100:.0f} %)")
@@ -627,7 +621,7 @@ def render(rows: Sequence[dict[str, Any]], meta: dict[str, Any], targets: list[s
             f"{_f(r['graph_rerun'], 2)} / {_f(r['do_bench_rerun'], 2)} | "
             f"{_f(r['graph_wall'], 2)} / {_f(r['events_wall'], 2)} / {_f(r['cold_wall'], 2)} / "
             f"{_f(r['do_bench_wall'], 2)} |")
-    if any(r.get("paced") is not None or r.get("graph_mhz") is not None for r in rows):
+    if any(r["paced"] is not None or r["graph_mhz"] is not None for r in rows):
         out += ["", "## Clocks, and the graph timer with the GPU mostly idle", "",
                 "SM clocks: ncu's `sm__cycles_elapsed.avg.per_second` while the profiled "
                 "kernels ran (median over calls); graph and paced: NVML's SM clock read every "
@@ -640,13 +634,13 @@ def render(rows: Sequence[dict[str, Any]], meta: dict[str, Any], targets: list[s
                 "|" + "---|" * 12]
         for r in rows:
             w = r["ncu_warm"]
-            low = f" ({_f(r.get('graph_min_mhz'), 0)})" if r.get("graph_min_mhz") else ""
+            low = f" ({_f(r['graph_min_mhz'], 0)})" if r["graph_min_mhz"] else ""
             out.append(
                 f"| {r['index']} | {r['name']} | {'n/a' if not w else w['kernels']} | "
-                f"{_f(w and w['us'], 2)} | {_f(r.get('ncu_mhz'), 0)} | {_f(r['graph'], 2)} | "
-                f"{_f(r.get('graph_mhz'), 0)}{low} | {_f(r.get('graph_w'), 0)} | "
-                f"{_f(r.get('paced'), 2)} | {_pm(r.get('paced_err'))} | "
-                f"{r.get('paced_k') or 'n/a'} | {_f(r.get('paced_mhz'), 0)} |")
+                f"{_f(w and w['us'], 2)} | {_f(r['ncu_mhz'], 0)} | {_f(r['graph'], 2)} | "
+                f"{_f(r['graph_mhz'], 0)}{low} | {_f(r['graph_w'], 0)} | "
+                f"{_f(r['paced'], 2)} | {_pm(r['paced_err'])} | "
+                f"{r['paced_k'] or 'n/a'} | {_f(r['paced_mhz'], 0)} |")
     out += ["", "## Targets", "", *targets, "",
             f"- Device memory free before/after: {meta['free_before_mib']:.0f} / "
             f"{meta['free_after_mib']:.0f} MiB; host RSS {meta['rss_before_mib']:.0f} → "
