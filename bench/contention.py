@@ -30,12 +30,11 @@ def _nvml_query(uuid: str, query: str) -> Any:
     """``pynvml.<query>(handle of the GPU with this UUID)``, or None where NVML cannot tell."""
     from bench.gpu import nvml
 
-    nv = nvml._nvml()
-    if nv is None:
+    found = nvml.device_handle(uuid)
+    if found is None:
         return None
+    nv, h = found
     try:
-        h = nv.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith(("GPU-", "MIG-"))
-                                         else f"GPU-{uuid}")
         return getattr(nv, query)(h)
     except Exception:  # noqa: BLE001 - not supported on this GPU/driver
         return None

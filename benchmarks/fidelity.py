@@ -295,22 +295,15 @@ def cupti_kernel_us(engine: Any, stream: Any, iters: int = CUPTI_ITERS) -> dict[
 class ClockSampler:
     """The GPU's SM clock (MHz) and power (W) from NVML every ``period_s`` on a thread, for the
     time a ``with`` block runs; ``summary()`` gives their medians and the lowest clock. Inert
-    (summary None) for ``uuid = ""`` and where NVML cannot see the GPU. In the paced graph most
-    readings fall in the idle gaps between bursts, not during the kernels."""
+    (summary None) where NVML cannot see the GPU. In the paced graph most readings fall in the
+    idle gaps between bursts, not during the kernels."""
 
     def __init__(self, uuid: str, period_s: float = 0.01) -> None:
         import threading
 
         from bench.gpu import nvml
 
-        self._nv = nvml._nvml() if uuid else None  # "" : an inert sampler
-        self._h = None
-        if self._nv is not None:
-            try:
-                self._h = self._nv.nvmlDeviceGetHandleByUUID(
-                    uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}")
-            except Exception:  # noqa: BLE001 - not a device NVML sees
-                self._h = None
+        self._nv, self._h = nvml.device_handle(uuid) or (None, None)
         self._period = period_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -412,9 +405,9 @@ def measure_pass(cases: Sequence[Any], stream: Any, flusher: Any, settings: Any,
                 # NVML is read on a thread only around graph timing: in events mode every
                 # sample includes the host's launch, and the reader's turns at the GIL delay it
                 # (on the H200 the events column rose 1.32x, median, with the reader running)
-                sampler = ClockSampler(uuid if key == "graph" else "")
+                clocks = ClockSampler(uuid) if key == "graph" else None
                 try:
-                    with sampler as clocks:
+                    with clocks or contextlib.nullcontext():
                         samples = measure(source, settings)
                 finally:
                     source.close()
@@ -423,7 +416,8 @@ def measure_pass(cases: Sequence[Any], stream: Any, flusher: Any, settings: Any,
                             "iters_per_sample": samples.iters_per_sample,
                             "converged": samples.converged,
                             "wall_s": time.perf_counter() - t1,
-                            "info": getattr(source, "info", {}), "clocks": clocks.summary()}
+                            "info": getattr(source, "info", {}),
+                            "clocks": clocks.summary() if clocks else None}
             try:
                 with ClockSampler(uuid) as clocks:
                     res["paced"] = paced_graph_us(engine, stream)

@@ -7,6 +7,7 @@ import importlib.util
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -286,3 +287,50 @@ def test_rerender_of_the_committed_h200_run_gives_its_committed_tables(
     assert committed.startswith(text.rstrip("\n"))
     assert ("paced graph (short replays after an idle gap, as ncu times a kernel) vs ncu within "
             "±1 %: 3/6; worst +2.8 % (grouped-g32-b16-256)") in text
+
+
+def test_nvml_finds_a_gpu_by_uuid_for_clocks_contention_and_the_sampler(
+        monkeypatch: pytest.MonkeyPatch, fidelity: ModuleType) -> None:
+    """One lookup (``nvml.device_handle``) serves the record's clocks, the contention checks and
+    fidelity's clock sampler: convbench's UUIDs may lack NVML's ``GPU-`` prefix (a fake NVML)."""
+    from types import SimpleNamespace
+
+    from bench import contention
+    from bench.gpu import nvml
+
+    asked: list[str] = []
+
+    class FakeNvml:
+        NVML_CLOCK_SM, NVML_CLOCK_MEM, NVML_TEMPERATURE_GPU = 0, 1, 0
+
+        def nvmlDeviceGetHandleByUUID(self, uuid: str) -> str:
+            asked.append(uuid)
+            if uuid == "GPU-gone":
+                raise RuntimeError("NVMLError_NotFound")
+            return f"handle of {uuid}"
+
+        def nvmlDeviceGetUtilizationRates(self, h: str) -> SimpleNamespace:
+            return SimpleNamespace(gpu=7 if h == "handle of GPU-abc" else -1, memory=0)
+
+        def nvmlDeviceGetClockInfo(self, h: str, kind: int) -> int:
+            return 1980 if kind == 0 else 3201
+
+        def nvmlDeviceGetCurrentClocksEventReasons(self, h: str) -> int:
+            return 0
+
+        def nvmlDeviceGetPowerUsage(self, h: str) -> int:
+            return 612_000  # mW
+
+    monkeypatch.setitem(nvml._state, "pynvml", FakeNvml())
+    assert nvml.device_handle("abc")[1] == "handle of GPU-abc"
+    assert nvml.device_handle("MIG-1")[1] == "handle of MIG-1"
+    assert nvml.device_handle("gone") is None and nvml.clocks("gone") is None
+    assert contention.gpu_utilization("abc") == 7
+    assert nvml.clocks("abc")["sm_mhz"] == 1980  # fields the fake lacks stay None
+    with fidelity.ClockSampler("abc", period_s=0.001) as sampler:
+        time.sleep(0.02)
+    assert sampler.summary()["sm_mhz"] == 1980 and sampler.summary()["power_w"] == 612.0
+    with fidelity.ClockSampler("gone") as sampler:
+        pass
+    assert sampler.summary() is None
+    assert asked[:3] == ["GPU-abc", "MIG-1", "GPU-gone"]

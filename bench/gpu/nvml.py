@@ -75,18 +75,27 @@ def _try(fn: Callable[[], Any]) -> Any:
         return None
 
 
-def clocks(uuid: str) -> dict[str, Any] | None:
-    """SM and memory clocks (MHz), max SM clock, temperature (°C), power (W) and the active
-    clock-event reasons of the GPU with this UUID; None if NVML or the device is unavailable."""
+def device_handle(uuid: str) -> tuple[Any, Any] | None:
+    """(pynvml, the NVML handle of the GPU with this UUID), or None where NVML is unavailable or
+    does not see that GPU. ``uuid`` may lack the ``GPU-`` prefix of NVML's own UUIDs."""
     nv = _nvml()
     if nv is None:
         return None
     if not uuid.startswith(("GPU-", "MIG-")):
         uuid = f"GPU-{uuid}"
     try:
-        h = nv.nvmlDeviceGetHandleByUUID(uuid)
+        return nv, nv.nvmlDeviceGetHandleByUUID(uuid)
     except Exception:  # noqa: BLE001 - NVMLError_NotFound: not a device NVML sees
         return None
+
+
+def clocks(uuid: str) -> dict[str, Any] | None:
+    """SM and memory clocks (MHz), max SM clock, temperature (°C), power (W) and the active
+    clock-event reasons of the GPU with this UUID; None if NVML or the device is unavailable."""
+    found = device_handle(uuid)
+    if found is None:
+        return None
+    nv, h = found
     # nvidia-ml-py 12.535+ names them clock-event reasons; older releases, throttle reasons
     get_reasons = (getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None)
                    or nv.nvmlDeviceGetCurrentClocksThrottleReasons)
