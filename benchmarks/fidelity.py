@@ -261,25 +261,16 @@ def cupti_kernel_us(engine: Any, stream: Any, iters: int = CUPTI_ITERS) -> dict[
     the span from the first kernel's start to the last kernel's end / iters (which includes
     the gaps between kernels that a back-to-back run has)."""
     import torch
-    from torch.profiler import ProfilerActivity, profile
+
+    from bench.backends.torch import profiling
 
     for _ in range(iters):  # warm, untraced
         engine.enqueue(stream)
     stream.sync()
-    from bench.gpu.cuda import GpuStuck
-
-    prof = profile(activities=[ProfilerActivity.CUDA])
-    prof.__enter__()
-    try:
+    with profiling(cuda=True) as prof:  # left running after a stuck wait, as in the backend
         for _ in range(iters):
             engine.enqueue(stream)
         stream.sync()
-    except GpuStuck:
-        raise  # the profiler is left running: its stop would wait for the stuck work for ever
-    except BaseException:
-        prof.__exit__(*sys.exc_info())
-        raise
-    prof.__exit__(None, None, None)
     torch.cuda.synchronize()
     kernels = [e for e in prof.events() if str(e.device_type).endswith("CUDA")
                and not e.name.startswith(("Memset", "Memcpy"))]

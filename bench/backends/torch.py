@@ -92,33 +92,40 @@ def _wait_stream(stream: Any) -> None:
     wait_until(stream.query, "torch.cuda.Stream.synchronize")
 
 
+@contextlib.contextmanager
+def profiling(cuda: bool = True) -> Iterator[Any]:
+    """torch's profiler (``_kineto_profile``) around a ``with`` block. After ``GpuStuck`` it is
+    left running: stopping it synchronizes the whole device (torch/autograd/profiler.py,
+    ``profile.__exit__``), which the stuck work would block for ever; the case is stored as
+    stuck and the sweep stops. Any other error stops it as usual."""
+    from bench.gpu.cuda import GpuStuck
+
+    prof = _kineto_profile(cuda)
+    prof.__enter__()
+    try:
+        yield prof
+    except GpuStuck:
+        raise
+    except BaseException:
+        prof.__exit__(*sys.exc_info())
+        raise
+    prof.__exit__(None, None, None)
+
+
 def profile_kernels(run: Callable[[], None], sync: Callable[[], None], iters: int,
                     cuda: bool = True) -> list[base.LayerTime]:
     """Per-kernel times of ``iters`` calls of ``run`` from ``torch.profiler``: every CUDA kernel
     the process launches (CUPTI sees all of them, whichever library launched them), or the
     top-level ATen ops on the CPU. ``sync`` waits for the work before the profile closes."""
-    from bench.gpu.cuda import GpuStuck
-
     iters = max(1, iters)
     with warnings.catch_warnings(), _quiet_stderr():
         # torch >= 2.6 warns on every first profile that events of earlier cycles are
         # dropped: we run one cycle, so nothing is lost
         warnings.filterwarnings("ignore", message=".*Profiler clears events.*")
-        prof = _kineto_profile(cuda)
-        prof.__enter__()
-        try:
+        with profiling(cuda) as prof:
             for _ in range(iters):
                 run()
             sync()
-        except GpuStuck:
-            # the profiler is left running: stopping it synchronizes the whole device
-            # (torch/autograd/profiler.py, profile.__exit__), which the stuck work would block
-            # for ever; the case is stored as stuck and the sweep stops
-            raise
-        except BaseException:
-            prof.__exit__(*sys.exc_info())
-            raise
-        prof.__exit__(None, None, None)
     times: dict[str, list[tuple[float, float]]] = {}  # name -> (start, ms) per call
     for evt in _events(prof, cuda):
         tr = getattr(evt, "time_range", None)
