@@ -229,14 +229,14 @@ HOLDER_WAIT_S = 1.0
 HOLDER_COMMAND_CHARS = 500
 
 
-def _holder(fd: int, wait_s: float | None = None) -> str:
+def _holder(fd: int) -> str:
     """Who holds the lock, from what the holder wrote into the lock file. The holder writes
     its line just after it takes the lock, so a writer refused in between reads the last
-    holder's line (a process that has exited) or nothing: it reads again for up to ``wait_s``
-    (default ``HOLDER_WAIT_S``) until the line names a live process. After that it names what
-    the file says, marked as perhaps gone (a holder in another PID namespace of the same host
-    looks exited from here), or "another process"."""
-    deadline = time.monotonic() + (HOLDER_WAIT_S if wait_s is None else wait_s)
+    holder's line (a process that has exited) or nothing: it reads again for up to
+    ``HOLDER_WAIT_S`` until the line names a live process. After that it names what the file
+    says, marked as perhaps gone (a holder in another PID namespace of the same host looks
+    exited from here), or "another process"."""
+    deadline = time.monotonic() + HOLDER_WAIT_S
     while True:
         named, live = _named_holder(fd)
         if live or time.monotonic() >= deadline:
