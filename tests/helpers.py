@@ -4,6 +4,7 @@ conftest there.)"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,16 @@ from bench.suite import Case
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "suites" / "quickstart.toml"
+
+
+def checkout_env(**extra: str) -> dict[str, str]:
+    """A small environment for a child process that imports convbench from this checkout: the
+    checkout first on ``PYTHONPATH``, then whatever path the tests run with (on the GPU machine
+    pydantic and the other wheels are installed into a --target directory named there), and
+    ``PATH=/usr/bin:/bin``; plus ``extra``. Nothing else of the caller's environment (no pytest
+    or xdist variables) reaches the child."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return {"PYTHONPATH": path, "PATH": "/usr/bin:/bin", **extra}
 
 
 def case(index: int = 0, label: str = "", **fields: Any) -> Case:

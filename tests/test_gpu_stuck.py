@@ -9,7 +9,6 @@ The waits are tested with a fake query; the sweep with a build step that raises 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -19,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import QUICKSTART, ROOT
+from helpers import QUICKSTART, checkout_env
 
 from bench.gpu.cuda import GpuStuck, wait_until
 
@@ -54,11 +53,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-#: the checkout first, then whatever path the tests run with (on the GPU machine pydantic and the
-#: other wheels are installed into a --target directory named there)
-_ENV = {"PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH"))
-                                      if p),
-        "PATH": "/usr/bin:/bin"}
+_ENV = checkout_env()
 
 
 def test_a_stuck_case_is_stored_and_the_sweep_stops_with_one_line(tmp_path: Path) -> None:

@@ -90,15 +90,13 @@ def test_a_stuck_session_reports_then_leaves_without_exit_handlers(tmp_path: Pat
     """The whole session, as a user runs it: the stuck case fails, pytest prints its summary
     (with the convbench lines), and the process leaves with pytest's final exit status without
     running exit handlers, which could wait for the stuck GPU work or crash on it."""
-    import os
     import subprocess
     import sys
     import textwrap
 
-    from helpers import ROOT
+    from helpers import checkout_env
 
-    env = {"PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH"))
-                                         if p), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    env = checkout_env(HOME=str(tmp_path))
     # --assert=plain: bench is imported before pytest starts, so its rewrite warning would fail
     args = [str(QUICKSTART), "-p", "no:cacheprovider", "--assert=plain", "-q",
             "--convbench-out", str(tmp_path),

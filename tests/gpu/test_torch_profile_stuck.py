@@ -13,7 +13,6 @@ runs the same stuck profile through ``convbench run``: one line, the case stored
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -91,10 +90,9 @@ os._exit(0)
 """
 
 
-def test_a_stuck_profile_raises_after_the_timeout_instead_of_hanging(tmp_path: Path) -> None:
-    env = dict(os.environ, CONVBENCH_GPU_TIMEOUT_S="2",
-               PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH"))
-                                          if p))
+def test_a_stuck_profile_raises_after_the_timeout_instead_of_hanging(
+        tmp_path: Path, cli_env: dict[str, str]) -> None:
+    env = {**cli_env, "CONVBENCH_GPU_TIMEOUT_S": "2"}
     out, err = tmp_path / "stdout", tmp_path / "stderr"
     with out.open("w") as fo, err.open("w") as fe:
         p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(_CHILD)], cwd=ROOT, env=env,
@@ -144,10 +142,9 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_a_sweep_whose_profile_is_stuck_stops_with_one_line(tmp_path: Path) -> None:
-    env = dict(os.environ, CONVBENCH_GPU_TIMEOUT_S="2",
-               PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH"))
-                                          if p))
+def test_a_sweep_whose_profile_is_stuck_stops_with_one_line(tmp_path: Path,
+                                                           cli_env: dict[str, str]) -> None:
+    env = {**cli_env, "CONVBENCH_GPU_TIMEOUT_S": "2"}
     args = ["run", str(QUICKSTART), "--backend", "torch", "--out", str(tmp_path),
             "--no-progress", "--filter", 'label == "3x3" or label == "3x3-relu" or label == "5x5"',
             "--warmup-s", "0", "--min-time-s", "0.01", "--max-time-s", "0.05",
