@@ -12,7 +12,13 @@ that fidelity.py uses (warm L2, the suite's timing settings), for the cases name
 - ``A1``: build, time; ``A2``: the same engine timed again; ``A3``: built again, timed;
 - ``H``: the heavy case's graph replayed back to back for ``--heavy-s`` seconds;
 - ``C1``: right after H, built again and timed; ``C2``: the same engine again;
+- ``E1``: ``torch.cuda.empty_cache()`` (torch's allocator gives its cached blocks back), built
+  again and timed;
 - ``D1``: after ``--idle-s`` seconds idle, built again and timed.
+
+With ``--heavy-in-child`` H runs in a child process, so this process's allocator never holds
+the heavy case's buffers: a slowdown that follows H there is the GPU's, not buffer placement.
+Each timed step records the input and weight addresses.
 
 Each step records NVML's SM clock, temperature and power before it. Prints a markdown table
 and writes ``--out`` (.md and .json).
@@ -70,8 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--heavy", default=HEAVY, help="filter naming the heavy case")
     p.add_argument("--heavy-s", type=float, default=10.0)
     p.add_argument("--idle-s", type=float, default=20.0)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--heavy-in-child", action="store_true")
+    p.add_argument("--heavy-only", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
+    if args.out is None and not args.heavy_only:
+        p.error("--out is required")
 
     from bench.gpu import cuda
 
@@ -104,22 +114,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     def step(name: str, case: Any, engine: Any) -> None:
         state = gpu_state(uuid)
         us = time_graph(engine, stream, settings)
-        steps.append({"step": name, "case": case.name, "us": us, **state})
-        print(f"{name} {case.name}: {us:.3f} us {state}", flush=True)
+        ptrs = {k: hex(getattr(engine, a).data_ptr()) for k, a in (("x", "_x"), ("w", "_w"))
+                if getattr(engine, a, None) is not None}
+        steps.append({"step": name, "case": case.name, "us": us, **state, **ptrs})
+        print(f"{name} {case.name}: {us:.3f} us {state} {ptrs}", flush=True)
 
-    try:
-        for case in cases:
-            e = build(case)
-            try:
-                step("A1", case, e)
-                step("A2", case, e)
-            finally:
-                e.close()
-            e = build(case)
-            try:
-                step("A3", case, e)
-            finally:
-                e.close()
+    def heavy_load() -> None:
         e = build(heavy)
         try:
             source = make_source(e, stream, "graph", "warm", None)
@@ -137,6 +137,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"H {heavy.name}: {n} replays; {before} -> {after}", flush=True)
         finally:
             e.close()
+
+    if args.heavy_only:
+        try:
+            heavy_load()
+        finally:
+            stream.close()
+        return 0
+    try:
+        for case in cases:
+            e = build(case)
+            try:
+                step("A1", case, e)
+                step("A2", case, e)
+            finally:
+                e.close()
+            e = build(case)
+            try:
+                step("A3", case, e)
+            finally:
+                e.close()
+        if args.heavy_in_child:
+            import subprocess
+
+            subprocess.run([sys.executable, __file__, "--heavy-only", "--suite", args.suite,
+                            "--heavy", args.heavy, "--heavy-s", str(args.heavy_s)], check=True)
+            steps.append({"step": "H", "case": heavy.name, "replays": "child",
+                          "before": {}, "after": gpu_state(uuid)})
+        else:
+            heavy_load()
         engines = []
         for case in cases:
             e = build(case)
@@ -145,6 +174,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for case, e in zip(cases, engines):
             step("C2", case, e)
             e.close()
+        import torch
+
+        torch.cuda.empty_cache()
+        for case in cases:
+            e = build(case)
+            try:
+                step("E1", case, e)
+            finally:
+                e.close()
         time.sleep(args.idle_s)
         for case in cases:
             e = build(case)
@@ -155,20 +193,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         stream.close()
 
-    names = ["A1", "A2", "A3", "C1", "C2", "D1"]
+    names = ["A1", "A2", "A3", "C1", "C2", "E1", "D1"]
     out = [f"# Pass shift of the small fidelity cases ({device.info.name})", "",
            f"Command: `{' '.join(sys.argv)}`. Graph timer, warm L2, heuristic algorithm; "
-           f"H = `{heavy.name}` replayed back to back for {args.heavy_s:.0f} s; D1 after "
+           f"H = `{heavy.name}` replayed back to back for {args.heavy_s:.0f} s"
+           f"{' in a child process' if args.heavy_in_child else ''}; D1 after "
            f"{args.idle_s:.0f} s idle. µs per inference (SM MHz / °C before the step).", "",
-           "| case | " + " | ".join(names) + " | C1 vs A1 % | D1 vs A1 % |",
-           "|---|" + "---|" * (len(names) + 2)]
+           "| case | " + " | ".join(names) + " | C1 vs A1 % | E1 vs A1 % | D1 vs A1 % |",
+           "|---|" + "---|" * (len(names) + 3)]
     for case in cases:
         by = {s["step"]: s for s in steps if s["case"] == case.name and "us" in s}
         cells = [f"{by[n]['us']:.3f} ({by[n].get('sm_mhz')}/{by[n].get('temp_c')})" for n in names]
         a1 = by["A1"]["us"]
         out.append(f"| {case.name} | " + " | ".join(cells)
-                   + f" | {(by['C1']['us'] - a1) / a1 * 100:+.2f} | "
-                   f"{(by['D1']['us'] - a1) / a1 * 100:+.2f} |")
+                   + "".join(f" | {(by[n]['us'] - a1) / a1 * 100:+.2f}"
+                             for n in ("C1", "E1", "D1")) + " |")
+    out += ["", "Addresses (x, w) per step:", ""]
+    for s in steps:
+        if "x" in s:
+            out.append(f"- {s['step']} {s['case']}: x {s['x']}, w {s['w']}")
     h = next(s for s in steps if s["step"] == "H")
     out += ["", f"H: {h['replays']} replays; before {h['before']}, after {h['after']}", ""]
     text = "\n".join(out)

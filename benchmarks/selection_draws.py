@@ -82,10 +82,16 @@ def in_thread(fn: Any) -> Any:
     return box["value"]
 
 
+def kernel_set(kernels: Sequence[str]) -> tuple[str, ...]:
+    """A draw's choice: its kernel names in sorted order, memsets and copies left out (they
+    come and go with allocator state; bench.repeats.kernels_of does the same)."""
+    return tuple(sorted(k for k in kernels if not k.startswith(("Memset", "Memcpy"))))
+
+
 def kernel_sets(draws: Sequence[dict[str, Any]]) -> dict[tuple[str, ...], list[float]]:
     sets: dict[tuple[str, ...], list[float]] = {}
     for d in draws:
-        sets.setdefault(tuple(d["kernels"]), []).append(d["us"])
+        sets.setdefault(kernel_set(d["kernels"]), []).append(d["us"])
     return sets
 
 
@@ -101,7 +107,7 @@ def render(results: dict[str, list[dict[str, Any]]], meta: dict[str, Any]) -> st
         us = [d["us"] for d in draws]
         sets = kernel_sets(draws)
         order = list(sets)
-        first = order.index(tuple(draws[0]["kernels"])) + 1
+        first = order.index(kernel_set(draws[0]["kernels"])) + 1
         spread = (max(us) - min(us)) / min(us) * 100
         desc = "; ".join(f"#{i + 1} {statistics.median(v):.1f} × {len(v)}"
                          for i, v in enumerate(sets.values()))
@@ -121,7 +127,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--draws", type=int, default=6)
     p.add_argument("--min-time-s", type=float, default=0.1)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--rerender", type=Path, default=None,
+                   help="a finished run's .json: write its table again to --out, no GPU")
     args = p.parse_args(argv)
+    if args.rerender:
+        raw = json.loads(args.rerender.read_text(encoding="utf-8"))
+        args.out.write_text(render(raw["results"], raw["meta"]), encoding="utf-8")
+        return 0
 
     from bench.gpu import cuda
 

@@ -3,11 +3,13 @@ and the pure parts (throttle reasons, graph sizing, ncu CSV parsing, the fidelit
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -203,6 +205,19 @@ def test_kernels_split_into_calls_at_separators(fidelity: ModuleType) -> None:
         fidelity.group_calls([K(0, CONV, 1.0)] + ks, 3)
 
 
+def _ref(us: float, kernels: int, longest: float) -> dict[str, object]:
+    """An ncu reference of one case, as run_ncu gives it."""
+    return {"us": us, "kernels": kernels, "longest_us": longest,
+            "kernel_counts_differ": False, "calls_us": [us], "kernel_names": []}
+
+
+META = {"gpu": "H100", "command": "fidelity.py", "date": "today", "torch": "2.11",
+        "cudnn": 91000, "driver": "13.0", "ncu_version": "2025.3", "clocks_before": "n/a",
+        "clocks_after": "n/a", "calls": 5, "free_before_mib": 1000.0,
+        "free_after_mib": 1000.0, "rss_before_mib": 500.0, "rss_after_mib": 510.0,
+        "ncu_wall_warm": 40.0, "ncu_wall_cold": 42.0, "blocked": ["True"]}
+
+
 def test_fidelity_table_and_targets_from_synthetic_results(fidelity: ModuleType) -> None:
     from bench.suite import parse_suite
 
@@ -237,12 +252,8 @@ def test_fidelity_table_and_targets_from_synthetic_results(fidelity: ModuleType)
     passes = [{0: run(14.0, 30.0, 20.0, 25.0), 1: run(101.0, 110.0, 130.0, 140.0)},
               {0: run(14.0, 31.0, 20.5, 40.0), 1: run(101.5, 110.0, 130.0, 141.0)}]
 
-    def ref(us: float, kernels: int, longest: float) -> dict[str, object]:
-        return {"us": us, "kernels": kernels, "longest_us": longest,
-                "kernel_counts_differ": False, "calls_us": [us], "kernel_names": []}
-
-    ncu = {"warm": {"wall_s": 40.0, "cases": {0: ref(19.6, 3, 8.0), 1: ref(100.0, 1, 100.0)}},
-           "cold": {"wall_s": 42.0, "cases": {0: ref(25.0, 3, 10.0), 1: ref(128.0, 1, 128.0)}}}
+    ncu = {"warm": {"wall_s": 40.0, "cases": {0: _ref(19.6, 3, 8.0), 1: _ref(100.0, 1, 100.0)}},
+           "cold": {"wall_s": 42.0, "cases": {0: _ref(25.0, 3, 10.0), 1: _ref(128.0, 1, 128.0)}}}
     rows = fidelity.build_rows([small, big], passes, ncu)
     assert rows[1]["graph_err"] == pytest.approx(1.0)
     assert rows[1]["cold_err"] == pytest.approx(130 / 128 * 100 - 100)
@@ -253,12 +264,7 @@ def test_fidelity_table_and_targets_from_synthetic_results(fidelity: ModuleType)
     assert "graph ≤ ncu warm + 0.5 µs/kernel: 1/2 (over: big)" in text
     assert "graph 2/2 (100 %)" in text and "do_bench 1/2 (50 %)" in text
     assert "paced 2/2 (100 %)" in text  # 99.49 / 99.98 us: 0.5 % apart
-    meta = {"gpu": "H100", "command": "fidelity.py", "date": "today", "torch": "2.11",
-            "cudnn": 91000, "driver": "13.0", "ncu_version": "2025.3", "clocks_before": "n/a",
-            "clocks_after": "n/a", "calls": 5, "free_before_mib": 1000.0,
-            "free_after_mib": 1000.0, "rss_before_mib": 500.0, "rss_after_mib": 510.0,
-            "ncu_wall_warm": 40.0, "ncu_wall_cold": 42.0, "blocked": ["True"]}
-    md = fidelity.render(rows, meta, targets)
+    md = fidelity.render(rows, META, targets)
     table = [line for line in md.splitlines() if line.startswith("|")]
     assert len(table) == 8  # two tables of two rows, each with its head and separator
     assert len({line.count("|") for line in table[:4]}) == 1
@@ -272,6 +278,124 @@ def test_fidelity_table_and_targets_from_synthetic_results(fidelity: ModuleType)
             "times a kernel) vs ncu within ±1 %: 1/1; worst -0.5 % (big)") in text
     assert "| 1 | big | 1 | 100.00 | n/a | 101.00 | 1700 (1650) | 690 | 99.48 | -0.5 | 2 | 1980 |" \
         in md
+
+
+def test_cupti_graph_trace_splits_kernels_into_replays_per_inference(
+        fidelity: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    """cupti_graph_us with a fake profiler: CUDA kernels only (no CPU events, memsets), in start
+    order, split into replays; span and kernel sum per inference, medians over the replays."""
+    import random
+    from types import SimpleNamespace
+
+    import torch
+
+    from bench.backends import torch as torch_backend
+
+    def event(name: str, start: float, end: float, device: str = "DeviceType.CUDA") -> object:
+        return SimpleNamespace(name=name, device_type=device, device_time=end - start,
+                               time_range=SimpleNamespace(start=start, end=end))
+
+    # 3 replays of a K = 2 graph with 2 kernels per inference; span / kernel sum per inference:
+    # 83/80 -> 41.5/40, 146/140 -> 73/70, 93/90 -> 46.5/45 (medians 46.5/45, means 53.7/51.7)
+    replays = [[(0, 30), (31, 41), (42, 72), (73, 83)],
+               [(1000, 1060), (1062, 1072), (1074, 1134), (1136, 1146)],
+               [(2000, 2035), (2036, 2046), (2047, 2082), (2083, 2093)]]
+    kernels = [event((CONV, BIAS)[i % 2], s, e) for r in replays for i, (s, e) in enumerate(r)]
+    noise = [event("aten::conv2d", 0, 2093, "DeviceType.CPU"), event("Memset (Device)", 990, 995)]
+    trace = {"events": kernels + noise, "on": False}
+    random.Random(0).shuffle(trace["events"])
+
+    @contextlib.contextmanager
+    def profiling(cuda: bool = True) -> Iterator[object]:
+        assert cuda
+        trace["on"] = True
+        yield SimpleNamespace(events=lambda: trace["events"])
+        trace["on"] = False
+
+    class Source:
+        iters_per_sample = 2
+
+        def __init__(self) -> None:
+            self.ms, self.traced = iter([0.0481, 0.0735, 0.0472]), []
+
+        def __call__(self) -> float:
+            self.traced.append(trace["on"])
+            return next(self.ms)
+
+    monkeypatch.setattr(torch_backend, "profiling", profiling)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
+    source = Source()
+    out = fidelity.cupti_graph_us(source, replays=3)
+    assert source.traced == [True, True, True]
+    assert out == pytest.approx({"span_us": 46.5, "us": 45.0, "traced_us": 48.1, "kernels": 2.0,
+                                 "replays": 3, "iters_per_sample": 2})
+    trace["events"] = kernels[1:] + noise
+    with pytest.raises(ValueError, match="CUPTI reported 11 kernels for 3 replays"):
+        fidelity.cupti_graph_us(Source(), replays=3)
+    trace["events"] = noise
+    assert fidelity.cupti_graph_us(Source(), replays=3) is None
+
+
+def test_fidelity_cupti_graph_rows_target_and_table(fidelity: ModuleType) -> None:
+    """The trace of the graph's own replays: err % against its span, the multi-kernel ≥ 50 µs
+    target (single-kernel, small and untraced cases left out) and its table; runs from before
+    it (no cupti_graph in the .json) render neither."""
+    from types import SimpleNamespace
+
+    names = ["multi-a", "multi-b", "multi-small", "single", "multi-untraced"]
+    cases = [SimpleNamespace(index=i, name=n, key=n) for i, n in enumerate(names)]
+
+    def run(graph: float, traced: tuple[float, ...] | None = None) -> dict[str, object]:
+        # traced: CUPTI span, kernel sum, the event timer's traced reading (µs), kernels
+        return {"graph": {"us": graph, "rse": 0.001, "iters_per_sample": 10, "wall_s": 0.4,
+                          "info": {"blocked": True}},
+                "cupti_graph": None if traced is None else {
+                    **dict(zip(("span_us", "us", "traced_us", "kernels"), traced)),
+                    "replays": 10, "iters_per_sample": 10}}
+
+    first = {0: run(101.0, (100.0, 97.5, 100.4, 3.0)), 1: run(61.8, (60.0, 58.0, 60.3, 2.0)),
+             2: run(40.0, (30.0, 29.0, 30.1, 2.0)), 3: run(76.0, (80.0, 80.0, 80.1, 1.0)),
+             4: run(70.0)}
+    first[0]["cupti"] = {"us": 100.0, "span_us": 100.5, "kernels": 3}
+    ncu = {"warm": {"wall_s": 40.0, "cases": {0: _ref(120.0, 3, 60.0), 1: _ref(60.0, 2, 40.0),
+                                              2: _ref(30.0, 2, 20.0), 3: _ref(80.0, 1, 80.0),
+                                              4: _ref(70.0, 2, 50.0)}}, "cold": None}
+    rows = fidelity.build_rows(cases, [first], ncu)
+    assert [r["cg_err"] for r in rows[:4]] == pytest.approx([1.0, 3.0, 100 / 3, -5.0])
+    assert [r["cg_traced_err"] for r in rows[:4]] == pytest.approx([0.4, 0.5, 1 / 3, 0.125])
+    assert rows[4]["cg_err"] is None and rows[4]["cg_traced_err"] is None
+    targets = fidelity.check_targets(rows, 1)
+    assert ("- Multi-kernel cases ≥ 50 µs, graph vs CUPTI trace of its own replays (first kernel "
+            "start to last kernel end per inference) within ±2 %: 1/2; worst +3.0 % (multi-b)"
+            ) in targets
+    assert ("- Multi-kernel cases ≥ 50 µs, graph vs CUPTI back-to-back kernel sum of eager "
+            "inferences within ±2 %: 1/1; worst +1.0 % (multi-a)") in targets
+    md = fidelity.render(rows, META, targets)
+    assert "\n".join([
+        "## CUPTI trace of the timed graph's own replays", "",
+        "10 more blocked replays of the graph just timed, with CUPTI's kernel activity on "
+        "(torch.profiler), medians over the replays, per inference: span = first kernel's "
+        "start to last kernel's end of a replay / K; kernel sum = the kernels' durations / K; "
+        "gaps = span − sum; traced graph = the event timer's reading of those same traced "
+        "replays. err % = (graph − span) / span, with graph the untraced median of the table "
+        "above.", "",
+        "| # | case | kernels | graph µs | traced graph µs | CUPTI span µs | err % | "
+        "traced err % | CUPTI kernel sum µs | gaps µs | K |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| 0 | multi-a | 3 | 101.00 | 100.40 | 100.00 | +1.0 | +0.4 | 97.50 | 2.50 | 10 |",
+        "| 1 | multi-b | 2 | 61.80 | 60.30 | 60.00 | +3.0 | +0.5 | 58.00 | 2.00 | 10 |",
+        "| 2 | multi-small | 2 | 40.00 | 30.10 | 30.00 | +33.3 | +0.3 | 29.00 | 1.00 | 10 |",
+        "| 3 | single | 1 | 76.00 | 80.10 | 80.00 | -5.0 | +0.1 | 80.00 | 0.00 | 10 |",
+        "| 4 | multi-untraced | n/a | 70.00 | n/a | n/a | n/a | n/a | n/a | n/a | 10 |", "",
+        "## Targets"]) in md
+    old = [{i: {k: v for k, v in res.items() if k != "cupti_graph"} for i, res in first.items()}]
+    rows = fidelity.build_rows(cases, old, ncu)
+    targets = fidelity.check_targets(rows, 1)
+    assert not any("its own replays" in line for line in targets)
+    assert ("- Multi-kernel cases ≥ 50 µs, graph vs CUPTI back-to-back kernel sum within ±2 %: "
+            "1/1; worst +1.0 % (multi-a)") in targets
+    md = fidelity.render(rows, META, targets)
+    assert "CUPTI trace of the timed graph" not in md and "CUPTI span µs" not in md
 
 
 def test_rerender_of_the_committed_h200_run_gives_its_committed_tables(
