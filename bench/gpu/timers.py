@@ -39,8 +39,11 @@ from bench.gpu.cuda import (
 )
 from bench.timing import SampleSource
 
-#: a graph replay lasts about this long (400x the event resolution)
-TARGET_REPLAY_MS = 0.2
+#: a graph replay lasts about this long. A replay costs 3-7 µs beyond its kernels (start event
+#: to first kernel, last kernel to stop event; CUPTI on the H200, benchmarks/results/
+#: replay-length-h200.md), which K divides: at 0.2 ms replays that put medians 0.7-3.1 %
+#: high, at 2 ms 0.1 % or less
+TARGET_REPLAY_MS = 2.0
 MAX_ITERS = 1000
 #: the eager probe that sizes K runs the case for about this long
 PROBE_MS = 2.0
