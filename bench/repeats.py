@@ -74,11 +74,16 @@ def pass_timing(timing: TimingConfig) -> TimingConfig:
     return TimingConfig.model_validate(d)
 
 
+def is_chosen_kernel(name: str) -> bool:
+    """False for memsets and copies: they come and go with allocator state, not with the
+    choice of kernel."""
+    return not name.startswith(("Memset", "Memcpy", "[memory]"))
+
+
 def kernels_of(rec: Record, layers: LayerRow | None) -> list[str]:
     """What a pass chose: the kernels its profile saw, and tactics/plans its build named."""
-    # memsets and copies come and go with allocator state, not with the choice of kernel
-    names = ({la.name for la in layers.layers
-              if not la.name.startswith(("Memset", "Memcpy", "[memory]"))} if layers else set())
+    names = ({la.name for la in layers.layers if is_chosen_kernel(la.name)} if layers
+             else set())
     if rec.build is not None:
         for la in rec.build.layers:
             tactic = la.get("tactic") or la.get("TacticName")

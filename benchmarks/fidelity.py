@@ -159,7 +159,6 @@ def run_child(args: argparse.Namespace) -> int:
     import torch
 
     from bench.reference import make_data
-    from bench.spec import ConvSpec
 
     cases = _cases(args)
     device = cuda.Device(args.device)
@@ -171,7 +170,7 @@ def run_child(args: argparse.Namespace) -> int:
     torch_stream = torch.cuda.ExternalStream(stream.handle)
     manifest: list[int] = []
     for case in cases:
-        spec = ConvSpec.model_validate({**case.spec.model_dump(), "algo": "heuristic"})
+        spec = case_spec(case)
         engine = backend.build(spec, make_data(spec))
         try:
             for _ in range(3):  # warm, outside the profiled range
@@ -249,6 +248,33 @@ def _do_bench(engine: Any, stream: Any) -> float | None:
             return float(do_bench(fn, quantiles=[0.5])[0])
 
 
+def traced_kernels(run: Any) -> list[Any]:
+    """``run()`` with CUPTI's kernel activity on (torch.profiler / kineto, left running after
+    a stuck wait, as in the backend): the CUDA kernels it saw, memsets and copies left out, in
+    order of start."""
+    import torch
+
+    from bench.backends.torch import profiling
+
+    with profiling(cuda=True) as prof:
+        run()
+    torch.cuda.synchronize()
+    return sorted((e for e in prof.events() if str(e.device_type).endswith("CUDA")
+                   and not e.name.startswith(("Memset", "Memcpy"))),
+                  key=lambda e: e.time_range.start)
+
+
+def _device_us(event: Any) -> float:
+    return float(getattr(event, "device_time", None) or event.cuda_time)
+
+
+def case_spec(case: Any, algo: str = "heuristic") -> Any:
+    """The case's spec with ``algo`` set (the benchmarks choose the selection themselves)."""
+    from bench.spec import ConvSpec
+
+    return ConvSpec.model_validate({**case.spec.model_dump(), "algo": algo})
+
+
 #: back-to-back enqueues traced for the CUPTI reference (after as many untraced ones)
 CUPTI_ITERS = 200
 
@@ -260,23 +286,19 @@ def cupti_kernel_us(engine: Any, stream: Any, iters: int = CUPTI_ITERS) -> dict[
     about 1 µs to each. Per inference: the sum of the kernels' device durations / iters, and
     the span from the first kernel's start to the last kernel's end / iters (which includes
     the gaps between kernels that a back-to-back run has)."""
-    import torch
-
-    from bench.backends.torch import profiling
-
     for _ in range(iters):  # warm, untraced
         engine.enqueue(stream)
     stream.sync()
-    with profiling(cuda=True) as prof:  # left running after a stuck wait, as in the backend
+
+    def run() -> None:
         for _ in range(iters):
             engine.enqueue(stream)
         stream.sync()
-    torch.cuda.synchronize()
-    kernels = [e for e in prof.events() if str(e.device_type).endswith("CUDA")
-               and not e.name.startswith(("Memset", "Memcpy"))]
+
+    kernels = traced_kernels(run)
     if not kernels:
         return None
-    total_us = sum(float(getattr(e, "device_time", None) or e.cuda_time) for e in kernels)
+    total_us = sum(_device_us(e) for e in kernels)
     start = min(e.time_range.start for e in kernels)
     end = max(e.time_range.end for e in kernels)
     return {"us": total_us / iters, "span_us": (end - start) / iters,
@@ -297,29 +319,21 @@ def cupti_graph_us(source: Any, replays: int = CUPTI_GRAPH_REPLAYS) -> dict[str,
     launch); ``us``, the kernels' device durations summed / K (the span less the gaps between
     kernels); ``traced_us``, the event timer's own reading of the same traced replays. Medians
     over the replays. None where CUPTI reported no kernels."""
-    import torch
-
-    from bench.backends.torch import profiling
-
     k = source.iters_per_sample
-    with profiling(cuda=True) as prof:  # left running after a stuck wait, as in the backend
-        timed = [source() for _ in range(replays)]  # each waits for its replay's end event
-    torch.cuda.synchronize()
-    kernels = sorted((e for e in prof.events() if str(e.device_type).endswith("CUDA")
-                      and not e.name.startswith(("Memset", "Memcpy"))),
-                     key=lambda e: e.time_range.start)
+    timed: list[float] = []
+    # each replay waits for its end event, so the replays do not overlap
+    kernels = traced_kernels(lambda: timed.extend(source() for _ in range(replays)))
     if not kernels:
         return None
     if len(kernels) % replays:
         raise ValueError(f"CUPTI reported {len(kernels)} kernels for {replays} replays")
     per = len(kernels) // replays
     spans, sums = [], []
-    for i in range(replays):  # replays do not overlap: each one's end was waited for
+    for i in range(replays):
         chunk = kernels[i * per:(i + 1) * per]
         spans.append((max(e.time_range.end for e in chunk)
                       - min(e.time_range.start for e in chunk)) / k)
-        sums.append(sum(float(getattr(e, "device_time", None) or e.cuda_time)
-                        for e in chunk) / k)
+        sums.append(sum(_device_us(e) for e in chunk) / k)
     return {"us": statistics.median(sums), "span_us": statistics.median(spans),
             "traced_us": statistics.median(timed) * 1e3, "kernels": per / k,
             "replays": replays, "iters_per_sample": k}
@@ -416,7 +430,6 @@ def measure_pass(cases: Sequence[Any], stream: Any, flusher: Any, settings: Any,
     from bench.gpu.cuda import GpuStuck
     from bench.gpu.timers import make_source
     from bench.reference import make_data
-    from bench.spec import ConvSpec
     from bench.stats import summarize
     from bench.timing import measure
 
@@ -428,7 +441,7 @@ def measure_pass(cases: Sequence[Any], stream: Any, flusher: Any, settings: Any,
     out: dict[int, dict[str, Any]] = {}
     for n, case in enumerate(cases, 1):
         t0 = time.perf_counter()
-        spec = ConvSpec.model_validate({**case.spec.model_dump(), "algo": "heuristic"})
+        spec = case_spec(case)
         engine = backend.build(spec, make_data(spec))
         res: dict[str, Any] = {"build_s": time.perf_counter() - t0}
         try:

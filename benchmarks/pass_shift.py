@@ -35,8 +35,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _p in (ROOT, ROOT / "benchmarks"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
 
 SMALL = "name in ['tiny-1x1', 'tiny-3x3', 'tiny-3x3-bias-relu', 'depthwise-128x56']"
 HEAVY = "name == '3x3-b64-256-fp32'"
@@ -89,11 +90,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if reason:
         print(f"pass_shift: needs a CUDA GPU: {reason}", file=sys.stderr)
         return 2
+    from fidelity import case_spec
+
     from bench.backends.registry import get_backend
     from bench.gpu.timers import make_source
     from bench.plan import select_cases
     from bench.reference import make_data
-    from bench.spec import ConvSpec
     from bench.suite import load_suite
 
     suite = load_suite(args.suite)
@@ -106,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stream = device.stream()
 
     def build(case: Any) -> Any:
-        spec = ConvSpec.model_validate({**case.spec.model_dump(), "algo": "heuristic"})
+        spec = case_spec(case)
         return backend.build(spec, make_data(spec))
 
     steps: list[dict[str, Any]] = []
@@ -118,6 +120,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if getattr(engine, a, None) is not None}
         steps.append({"step": name, "case": case.name, "us": us, **state, **ptrs})
         print(f"{name} {case.name}: {us:.3f} us {state} {ptrs}", flush=True)
+
+    def timed_build(name: str, case: Any) -> None:
+        e = build(case)
+        try:
+            step(name, case, e)
+        finally:
+            e.close()
 
     def heavy_load() -> None:
         e = build(heavy)
@@ -152,11 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 step("A2", case, e)
             finally:
                 e.close()
-            e = build(case)
-            try:
-                step("A3", case, e)
-            finally:
-                e.close()
+            timed_build("A3", case)
         if args.heavy_in_child:
             import subprocess
 
@@ -178,18 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         torch.cuda.empty_cache()
         for case in cases:
-            e = build(case)
-            try:
-                step("E1", case, e)
-            finally:
-                e.close()
+            timed_build("E1", case)
         time.sleep(args.idle_s)
         for case in cases:
-            e = build(case)
-            try:
-                step("D1", case, e)
-            finally:
-                e.close()
+            timed_build("D1", case)
     finally:
         stream.close()
 

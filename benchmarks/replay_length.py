@@ -47,13 +47,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if reason:
         print(f"replay_length: needs a CUDA GPU: {reason}", file=sys.stderr)
         return 2
-    from fidelity import cupti_graph_us
+    from fidelity import case_spec, cupti_graph_us
 
     from bench.backends.registry import get_backend
     from bench.gpu.timers import GraphSource
     from bench.plan import select_cases
     from bench.reference import make_data
-    from bench.spec import ConvSpec
     from bench.stats import summarize
     from bench.suite import load_suite
     from bench.timing import measure
@@ -66,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     try:
         for case in select_cases(suite, args.filter):
-            spec = ConvSpec.model_validate({**case.spec.model_dump(), "algo": "heuristic"})
+            spec = case_spec(case)
             engine = backend.build(spec, make_data(spec))
             try:
                 for target in args.targets_ms:

@@ -33,21 +33,23 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _p in (ROOT, ROOT / "benchmarks"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
 
 
 def draw(backend: Any, case: Any, stream: Any, settings: Any) -> dict[str, Any]:
     """One autotuning draw, in the calling thread: build (cuDNN autotunes on the first call),
     time with the graph timer, read the kernel names of one call."""
+    from fidelity import case_spec
+
     from bench.backends.torch import profile_kernels
     from bench.gpu.timers import make_source
     from bench.reference import make_data
-    from bench.spec import ConvSpec
     from bench.stats import summarize
     from bench.timing import measure
 
-    spec = ConvSpec.model_validate({**case.spec.model_dump(), "algo": "autotune"})
+    spec = case_spec(case, "autotune")
     t0 = time.perf_counter()
     engine = backend.build(spec, make_data(spec))
     build_s = time.perf_counter() - t0
@@ -83,9 +85,11 @@ def in_thread(fn: Any) -> Any:
 
 
 def kernel_set(kernels: Sequence[str]) -> tuple[str, ...]:
-    """A draw's choice: its kernel names in sorted order, memsets and copies left out (they
-    come and go with allocator state; bench.repeats.kernels_of does the same)."""
-    return tuple(sorted(k for k in kernels if not k.startswith(("Memset", "Memcpy"))))
+    """A draw's choice: its kernel names in sorted order, as a repeats pass's kernel set
+    (memsets and copies left out)."""
+    from bench.repeats import is_chosen_kernel
+
+    return tuple(sorted(k for k in kernels if is_chosen_kernel(k)))
 
 
 def kernel_sets(draws: Sequence[dict[str, Any]]) -> dict[tuple[str, ...], list[float]]:
