@@ -18,9 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bench.errors import BenchError, SchemaError
 from bench.spec import ConvSpec
 
-#: version 2: typed records (flags, repeated passes and their aggregate); version 1: the dict
-#: records of convbench before 2026-12 (read through ``update_to_2``)
-SCHEMA_VERSION = 2
+#: version 3: records and passes gain selection ``probes`` (optional; ``update_to_3`` only
+#: renumbers); version 2: typed records (flags, repeated passes and their aggregate); version 1:
+#: the dict records of convbench before 2026-12 (read through ``update_to_2``)
+SCHEMA_VERSION = 3
 
 Status = Literal["ok", "check_failed", "build_failed", "unsupported", "error", "timeout"]
 #: a finite, non-negative float (times, sizes); NaN and infinities are refused on load
@@ -123,6 +124,23 @@ class Flag(_Model):
     reason: str
 
 
+class Probe(_Model):
+    """One more selection draw (``[timing] probes``): the case built again where the backend's
+    selection starts afresh (torch: in a new thread, whose cuDNN benchmark cache is empty),
+    timed briefly with the same timer, and the kernels or tactics it chose named
+    (``bench.probes``)."""
+
+    index: Count
+    status: Literal["ok", "error"]
+    error: str | None = None
+    median_ms: SampleMs | None = None
+    rse: Finite | None = None
+    samples: Count = 0
+    kernels: list[str] = Field(default_factory=list)  # sorted, as a pass's ``kernels``
+    build_s: Finite | None = None  # the draw's build (the autotuning itself)
+    wall_s: Finite | None = None  # build + timing + naming the kernels
+
+
 class Pass(_Model):
     """One of ``repeats`` independent builds + measurements of a case (own process)."""
 
@@ -137,12 +155,16 @@ class Pass(_Model):
     kernels: list[str] = Field(default_factory=list)  # sorted kernel / tactic names chosen
     flags: list[Flag] = Field(default_factory=list)
     wall_s: Finite | None = None
+    probes: list[Probe] = Field(default_factory=list)
 
 
 class KernelSet(_Model):
     kernels: list[str]
     passes: list[Count]
-    median_ms: SampleMs  # median of those passes' medians
+    #: median of those passes' medians; of its probes' medians when no pass chose it
+    median_ms: SampleMs
+    probes: Count = 0  # probes (of all passes) that chose this set
+    probe_median_ms: SampleMs | None = None  # median of those probes' medians
 
 
 class Aggregate(_Model):
@@ -158,6 +180,9 @@ class Aggregate(_Model):
     interval_kind: str  # e.g. "range of 3 pass medians"
     spread_pct: Finite  # (high - low) / median * 100
     kernel_sets: list[KernelSet] = Field(default_factory=list)
+    probes: Count = 0  # ok selection probes of the ok passes (their medians widen the interval)
+    probe_low_ms: SampleMs | None = None
+    probe_high_ms: SampleMs | None = None
 
 
 class Record(_Model):
@@ -192,6 +217,10 @@ class Record(_Model):
     worker: dict[str, Any] | None = None
     passes: list[Pass] | None = None
     aggregate: Aggregate | None = None
+    #: selection probes of a one-pass run (with ``repeats`` they are in each pass)
+    probes: list[Probe] = Field(default_factory=list)
+    #: why the probes asked for were not drawn, or were cut short (None: all drawn)
+    probes_note: str | None = None
     #: where the record was stored (set by readers and the pytest plugin, never written)
     run_dir: str | None = Field(None, exclude=True)
 
@@ -295,6 +324,7 @@ class RunTiming(_Stored):
     target_rse: Finite | None = None
     profile_iters: Count | None = None
     repeats: Count | None = None
+    probes: Count | None = None
     criterion: str | None = None
     case_timeout_s: Finite | None = None
 
@@ -345,7 +375,14 @@ def update_to_2(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: update_to_2}
+def update_to_3(obj: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 → 3: records and passes may carry selection probes (new optional fields):
+    a version-2 file is read as it is."""
+    return {**obj, "schema": 3}
+
+
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: update_to_2,
+                                                                   2: update_to_3}
 
 
 def upgrade(obj: dict[str, Any], where: str) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bench.errors import BenchError
 from bench.plan import RunPlan
+from bench.probes import kernel_names
 from bench.record import (
     SCHEMA_VERSION,
     Aggregate,
@@ -37,6 +38,7 @@ from bench.record import (
     KernelSet,
     LayerRow,
     Pass,
+    Probe,
     Record,
     parse_record,
     upgrade,
@@ -74,25 +76,18 @@ def pass_timing(timing: TimingConfig) -> TimingConfig:
     return TimingConfig.model_validate(d)
 
 
-def is_chosen_kernel(name: str) -> bool:
-    """False for memsets and copies: they come and go with allocator state, not with the
-    choice of kernel."""
-    return not name.startswith(("Memset", "Memcpy", "[memory]"))
-
-
 def kernels_of(rec: Record, layers: LayerRow | None) -> list[str]:
     """What a pass chose: the kernels its profile saw, and tactics/plans its build named."""
-    names = ({la.name for la in layers.layers if is_chosen_kernel(la.name)} if layers
-             else set())
-    if rec.build is not None:
-        for la in rec.build.layers:
-            tactic = la.get("tactic") or la.get("TacticName")
-            if tactic:
-                names.add(f"{la.get('name', '?')}: {tactic}")
-        chosen = rec.build.extra.get("chosen_plan") or rec.build.extra.get("plan_name")
-        if chosen:
-            names.add(f"plan: {chosen}")
-    return sorted(names)
+    return kernel_names(rec.build, [la.name for la in layers.layers] if layers else [])
+
+
+def pass_of(index: int, rec: Record, layers: LayerRow | None,
+            probes: list[Probe] | None = None) -> Pass:
+    """A measured record as pass ``index`` of its case (with its selection probes)."""
+    return Pass(index=index, status=rec.status, error=rec.error, worker=rec.worker,
+                build=rec.build, samples_ms=rec.samples_ms, stats=rec.stats, timing=rec.timing,
+                kernels=kernels_of(rec, layers), flags=rec.flags, wall_s=rec.wall_s,
+                probes=list(rec.probes if probes is None else probes))
 
 
 def _t95(dof: int) -> float:
@@ -119,7 +114,9 @@ def between_pass_interval(medians: list[float], ci: list[tuple[float, float]]
 
 
 def aggregate(passes: list[Pass]) -> Aggregate | None:
-    """Between-pass statistics of the ``ok`` passes (None when none is ok)."""
+    """Between-pass statistics of the ``ok`` passes (None when none is ok). The selection
+    probes of those passes count in the kernel sets and widen the interval to cover their
+    medians; the headline median is the passes' alone."""
     ok = [p for p in passes if p.status == "ok" and p.stats is not None]
     if not ok:
         return None
@@ -127,38 +124,62 @@ def aggregate(passes: list[Pass]) -> Aggregate | None:
     ci = [(p.stats.median_ci_low, p.stats.median_ci_high) for p in ok if p.stats]
     med = statistics.median(medians)
     lo, hi, kind = between_pass_interval(medians, ci)
-    sets: dict[tuple[str, ...], list[Pass]] = {}
+    probes = [pr for p in ok for pr in p.probes if pr.status == "ok" and pr.median_ms]
+    probe_ms = [pr.median_ms for pr in probes if pr.median_ms]
+    if probe_ms:
+        lo, hi = min(lo, min(probe_ms)), max(hi, max(probe_ms))
+        kind += f", widened to cover the medians of {len(probe_ms)} selection probes"
+    sets: dict[tuple[str, ...], tuple[list[Pass], list[float]]] = {}
     for p in ok:
-        sets.setdefault(tuple(p.kernels), []).append(p)
+        sets.setdefault(tuple(p.kernels), ([], []))[0].append(p)
+    for pr in probes:
+        sets.setdefault(tuple(pr.kernels), ([], []))[1].append(pr.median_ms)  # type: ignore
+    kernel_sets = []
+    for k, (ps, pms) in sets.items():
+        pass_ms = [p.stats.median for p in ps if p.stats]
+        kernel_sets.append(KernelSet(
+            kernels=list(k), passes=[p.index for p in ps],
+            median_ms=statistics.median(pass_ms or pms), probes=len(pms),
+            probe_median_ms=statistics.median(pms) if pms else None))
     return Aggregate(
         passes=len(passes), ok_passes=len(ok), median_ms=med, low_ms=min(medians),
         high_ms=max(medians), interval_low_ms=lo, interval_high_ms=hi, interval_kind=kind,
-        spread_pct=(max(medians) - min(medians)) / med * 100,
-        kernel_sets=[KernelSet(kernels=list(k), passes=[p.index for p in ps],
-                               median_ms=statistics.median([p.stats.median for p in ps
-                                                            if p.stats]))
-                     for k, ps in sets.items()])
+        spread_pct=(max(medians) - min(medians)) / med * 100, kernel_sets=kernel_sets,
+        probes=len(probe_ms), probe_low_ms=min(probe_ms) if probe_ms else None,
+        probe_high_ms=max(probe_ms) if probe_ms else None)
+
+
+def set_spread_pct(agg: Aggregate) -> float:
+    """How far apart the kernel sets time: (slowest - fastest set median) / median * 100."""
+    ms = [ks.median_ms for ks in agg.kernel_sets]
+    return (max(ms) - min(ms)) / agg.median_ms * 100 if ms else 0.0
 
 
 def selection_flag(agg: Aggregate) -> Flag | None:
-    if len(agg.kernel_sets) < 2 or agg.spread_pct <= UNSTABLE_SPREAD * 100:
+    """``selection-unstable`` when the passes and their probes chose more than one kernel set
+    and the sets' medians differ by more than ``UNSTABLE_SPREAD``."""
+    spread = set_spread_pct(agg)
+    if len(agg.kernel_sets) < 2 or spread <= UNSTABLE_SPREAD * 100:
         return None
-    parts = [f"passes {','.join(map(str, ks.passes))}: {ks.median_ms:.4g} ms with "
-             f"{len(ks.kernels)} kernel(s) [{'; '.join(k[:80] for k in ks.kernels[:3])}]"
+
+    def who(ks: KernelSet) -> str:
+        parts = ([f"passes {','.join(map(str, ks.passes))}"] if ks.passes else []) + (
+            [f"{ks.probes} probe(s)"] if ks.probes else [])
+        return " + ".join(parts)
+
+    parts = [f"{who(ks)}: {ks.median_ms:.4g} ms with {len(ks.kernels)} kernel(s) "
+             f"[{'; '.join(k[:80] for k in ks.kernels[:3])}]"
              for ks in sorted(agg.kernel_sets, key=lambda k: k.median_ms)]
+    draws = f" ({agg.probes} probes)" if agg.probes else ""
     return Flag(name="selection-unstable",
-                reason=f"{len(agg.kernel_sets)} kernel sets, medians {agg.spread_pct:.1f} % "
+                reason=f"{len(agg.kernel_sets)} kernel sets{draws}, medians {spread:.1f} % "
                        f"apart: " + " | ".join(parts))
 
 
 def combine(lines: list[PassLine]) -> tuple[Record, LayerRow | None]:
     """The record of a replicated case from its passes (sorted by pass index)."""
     lines = sorted(lines, key=lambda ln: ln.pass_index)
-    passes = [Pass(index=ln.pass_index, status=ln.record.status, error=ln.record.error,
-                   worker=ln.record.worker, build=ln.record.build,
-                   samples_ms=ln.record.samples_ms, stats=ln.record.stats,
-                   timing=ln.record.timing, kernels=kernels_of(ln.record, ln.layers),
-                   flags=ln.record.flags, wall_s=ln.record.wall_s) for ln in lines]
+    passes = [pass_of(ln.pass_index, ln.record, ln.layers) for ln in lines]
     agg = aggregate(passes)
     bad = next((ln for ln in lines if ln.record.status != "ok"), None)
     # the representative pass: the one whose median is the median (its samples, stats and
@@ -170,10 +191,15 @@ def combine(lines: list[PassLine]) -> tuple[Record, LayerRow | None]:
                   )
     rec = rep.record.model_copy(deep=True)
     rec.passes, rec.aggregate = passes, agg
+    rec.probes = []  # they are in each pass
+    notes = sorted({ln.record.probes_note for ln in lines if ln.record.probes_note})
+    rec.probes_note = "; ".join(notes) or None
     rec.wall_s = sum(p.wall_s or 0.0 for p in passes)
     by_name: dict[str, list[str]] = {}
     for ln in lines:
         for f in ln.record.flags:
+            if f.name == "selection-unstable":
+                continue  # one pass and its probes: judged again over all passes below
             by_name.setdefault(f.name, []).append(f"pass {ln.pass_index + 1}: {f.reason}")
     rec.flags = [Flag(name=name, reason=f"in {len(rs)} of {len(lines)} passes; " +  # type: ignore
                       "; ".join(rs)[:600]) for name, rs in by_name.items()]

@@ -168,6 +168,14 @@ class Timed:
     flags: list[Flag]
 
 
+def resolve_mode(timing: TimingConfig, engine: Engine) -> str:
+    """The timer a case uses: ``auto`` is graph on a GPU, host on a CPU; events and graphs
+    need a GPU."""
+    if timing.mode == "auto":
+        return "graph" if engine.device == "cuda" else "host"
+    return "host" if engine.device == "cpu" else timing.mode
+
+
 def time_step(engine: Engine, timing: TimingConfig, gpu: GpuSession | None,
               profiler_range: bool = False, deadline: CaseDeadline | None = None) -> Timed:
     """Warm-up and samples until the plan's stopping criterion holds, with clocks around."""
@@ -177,11 +185,7 @@ def time_step(engine: Engine, timing: TimingConfig, gpu: GpuSession | None,
         deadline.enter("warm-up")  # the source's own first calls are warm-up too
 
     on_gpu = engine.device == "cuda" and gpu is not None
-    mode = timing.mode
-    if mode == "auto":
-        mode = "graph" if engine.device == "cuda" else "host"
-    elif engine.device == "cpu":
-        mode = "host"  # events and graphs need a GPU
+    mode = resolve_mode(timing, engine)
     settings = timing.settings()
     flags = before_case(gpu if on_gpu else None)
     clocks_before = gpu.clocks() if on_gpu and gpu else None
@@ -220,6 +224,28 @@ def profile_step(engine: Engine, case: Case, backend: Backend, stream: Any,
         return None, None
     return LayerRow(case_key=case.key, backend=backend.name,
                     layers=[lt.to_json() for lt in layers]), None
+
+
+def probe_step(case: Case, backend: Backend, data: ConvData, ctx: BuildContext,
+               timing: TimingConfig, gpu: GpuSession | None, deadline: CaseDeadline,
+               layers_row: LayerRow | None, rec: Record) -> tuple[list[Any], str | None]:
+    """``[timing] probes`` more selection draws of the case (``bench.probes``). The record is
+    flagged ``selection-unstable`` here when they chose other kernels than the pass and time
+    differently; with ``repeats``, ``bench.repeats.combine`` judges all passes and their
+    probes together instead."""
+    from bench.probes import draw_probes
+
+    with nvtx_range("probes"):
+        probes, note = draw_probes(timing.probes, case, backend, data, ctx, timing, gpu,
+                                   deadline)
+    if probes:
+        from bench.repeats import aggregate, pass_of, selection_flag
+
+        agg = aggregate([pass_of(0, rec, layers_row, probes)])
+        flag = selection_flag(agg) if agg is not None else None
+        if flag is not None:
+            rec.flags.append(flag)
+    return probes, note
 
 
 #: a profiled inference costs about this many timed ones (the profiler records every op)
@@ -303,6 +329,12 @@ def measure_case(case: Case, backend: Backend, timing: TimingConfig, gpu: GpuSes
         if flag is not None:
             rec.flags.append(flag)
         passed = rec.check.passed
+        if passed and timing.probes:
+            engine.close()  # its memory is not needed by the probes' builds
+            engine = None
+            deadline.step = "probes"
+            rec.probes, rec.probes_note = probe_step(case, backend, data, ctx, timing, gpu,
+                                                     deadline, layers_row, rec)
         rec.status = "ok" if passed else "check_failed"
         if not passed:
             err = rec.check.rel_err

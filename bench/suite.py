@@ -81,6 +81,10 @@ class TimingConfig(BaseModel):
                                "(0: no profile)")
     repeats: int = Field(1, ge=1, le=100, description="independent passes per case, each a "
                          "fresh process and build; the timing budget is shared between them")
+    probes: int = Field(0, ge=0, le=50, description="selection probes per pass: the case is "
+                        "built again where the backend's selection starts afresh (torch "
+                        "autotune: a new thread), timed briefly and its kernels named; rare "
+                        "kernel choices then show up as selection-unstable")
     criterion: Literal["rse", "stdrel", "fixed"] = Field(
         "rse", description="stopping criterion: rse (relative standard error of the mean), "
         "stdrel (nvbench's relative standard deviation with its plateau exit), fixed "

@@ -4,7 +4,8 @@ Runs a suite in separate ``convbench run`` processes, one after another on the s
 
 - ``heuristic`` × P: ``algo = "heuristic"`` (cuDNN's heuristic pick, the same in every process);
 - ``autotune`` × P: ``algo = "autotune"`` (cuDNN's autotuner, the library default), one pass each;
-- ``repeats`` × 1: ``algo = "autotune"`` with ``repeats = R`` (R passes, each a fresh process).
+- ``repeats`` × 1: ``algo = "autotune"`` with ``repeats = R`` (R passes, each a fresh process)
+  and ``probes = Q`` (Q selection probes per pass, ``bench.probes``; ``--probes 0``: none).
 
 and prints per case the cross-process spread of the medians for each mode, whether every
 autotune process's median lies inside the interval the repeats run reported (or within 1 % of
@@ -80,11 +81,17 @@ def spread(values: list[float]) -> float:
     return (max(values) - min(values)) / med * 100 if med else float("nan")
 
 
-def measure_wall(rec: Any) -> float:
-    """Seconds a case spent outside its build: check, timing and profile (all passes)."""
-    if rec.passes:
-        return sum((p.wall_s or 0) - (p.build.build_s if p.build else 0) for p in rec.passes)
-    return (rec.wall_s or 0) - (rec.build.build_s if rec.build else 0)
+def measure_wall(rec: Any, probe_builds: bool = False) -> float:
+    """Seconds a case spent outside its builds: check, timing, profile and the probes' timing
+    and profile (all passes). ``probe_builds``: the probes' builds (their autotuning) counted
+    too."""
+    passes = rec.passes or [rec]
+    total = 0.0
+    for p in passes:
+        total += (p.wall_s or 0) - (p.build.build_s if p.build else 0)
+        if not probe_builds:
+            total -= sum(pr.build_s or 0 for pr in p.probes)
+    return total
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--autotune-processes", type=int, default=None,
                     help="autotune processes (default P)")
     ap.add_argument("--repeats", type=int, default=3, help="passes of the repeats run (R)")
+    ap.add_argument("--probes", type=int, default=2,
+                    help="selection probes per pass of the repeats run (Q; 0: none)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--md", type=Path, help="write the markdown table here too")
     ap.add_argument("--only", choices=["heuristic", "autotune"],
@@ -122,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{mode} process {i + 1}: {w:.0f} s -> {d}", flush=True)
     if args.only:
         return 0
-    rep_dir, w = run_once(suites["autotune"], out / "repeats", ["--repeats", str(args.repeats)],
-                          log)
+    rep_dir, w = run_once(suites["autotune"], out / "repeats",
+                          ["--repeats", str(args.repeats), "--probes", str(args.probes)], log)
     walls["repeats"].append(w)
     print(f"repeats={args.repeats} run: {w:.0f} s -> {rep_dir}", flush=True)
 
@@ -131,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     auto = [load(d) for d in runs["autotune"]]
     rep = load(rep_dir)
     rows, n_heur_ok, n_pairs, n_pairs_in, movers, movers_ok = [], 0, 0, 0, 0, 0
-    wall_ratio, steady_ratio = [], []
+    wall_ratio, steady_ratio, probe_ratio = [], [], []
     # the first case of every process also carries the process's one-time initialisation
     # (cuDNN/cuBLAS handles, CUPTI for the first profile): not a cost of that case
     first = min(rep.values(), key=lambda r: r.case_index).name if rep else None
@@ -155,9 +164,13 @@ def main(argv: list[str] | None = None) -> int:
             movers_ok += unstable or width >= s_a
         one_pass = statistics.median([measure_wall(run[name]) for run in auto if name in run])
         ratio = measure_wall(r) / one_pass if one_pass > 0 else float("nan")
+        with_probe_builds = (measure_wall(r, probe_builds=True) / one_pass if one_pass > 0
+                             else float("nan"))
         wall_ratio.append(ratio)
+        probe_ratio.append(with_probe_builds)
         if name != first:
             steady_ratio.append(ratio)
+        probe_only = [ks for ks in agg.kernel_sets if not ks.passes]
         rows.append({
             "case": name, "status": r.status,
             "heuristic_median_us": statistics.median(h) * 1e3, "heuristic_spread_pct": s_h,
@@ -166,14 +179,18 @@ def main(argv: list[str] | None = None) -> int:
             "repeats_median_us": agg.median_ms * 1e3,
             "interval_us": [lo * 1e3, hi * 1e3], "interval_width_pct": width,
             "kernel_sets": len(agg.kernel_sets), "selection_unstable": unstable,
+            "probes": agg.probes, "probe_only_sets": len(probe_only),
+            "probe_only_set_medians_us": [ks.median_ms * 1e3 for ks in probe_only],
             "autotune_inside": f"{sum(inside)}/{len(inside)}",
             "wall_per_case_s": measure_wall(r), "wall_one_pass_s": one_pass,
-            "wall_ratio": ratio, "flags": sorted(set(r.flag_names)),
+            "wall_ratio": ratio, "wall_ratio_with_probe_builds": with_probe_builds,
+            "flags": sorted(set(r.flag_names)),
         })
     cases = sum(1 for r in rows if "heuristic_spread_pct" in r)
     summary = {
         "suite": str(args.suite), "cases": len(rows), "compared": cases,
         "processes": args.processes, "autotune_processes": n_auto, "repeats": args.repeats,
+        "probes": args.probes,
         "heuristic_within_1pct": f"{n_heur_ok}/{cases}",
         "autotune_within_repeats_interval_or_1pct": f"{n_pairs_in}/{n_pairs}",
         "movers_over_5pct_flagged_or_covered": f"{movers_ok}/{movers}",
@@ -181,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         "wall_ratio_max": max(wall_ratio) if wall_ratio else None,
         "steady_ratio_median": statistics.median(steady_ratio) if steady_ratio else None,
         "steady_ratio_max": max(steady_ratio) if steady_ratio else None,
+        "probe_build_ratio_median": statistics.median(probe_ratio) if probe_ratio else None,
+        "probe_build_ratio_max": max(probe_ratio) if probe_ratio else None,
         "first_case": first,
         "total_wall_s": time.perf_counter() - t_start,
         "process_wall_s": walls,
@@ -207,7 +226,8 @@ def to_markdown(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     lines = ["# Reproducibility across processes", "",
              f"Command: `python3 benchmarks/reproducibility.py --suite {summary['suite']} "
              f"--processes {summary['processes']} --autotune-processes "
-             f"{summary['autotune_processes']} --repeats {summary['repeats']}`", "",
+             f"{summary['autotune_processes']} --repeats {summary['repeats']} --probes "
+             f"{summary.get('probes', 0)}`", "",
              f"GPU and backends: {summary['gpu']}", "",
              "| target | result |", "|---|---|",
              f"| heuristic: cases within 1 % across {summary['processes']} processes (≥ 95 %) | "
@@ -225,20 +245,25 @@ def to_markdown(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
              f"{_f(summary['steady_ratio_max'], '.2f')} without each process's first case "
              f"(`{summary['first_case']}`, which carries the process's one-time library "
              "start-up) |",
+             "| the same with the probes' builds (their autotuning) counted | median "
+             f"{_f(summary.get('probe_build_ratio_median'), '.2f')}, max "
+             f"{_f(summary.get('probe_build_ratio_max'), '.2f')} |",
              f"| total wall time | {summary['total_wall_s']:.0f} s |", "",
              "| case | heur. µs | heur. spread % | auto µs | auto spread % | heur/auto | "
-             "repeats µs | interval µs | width % | kernel sets | unstable | auto inside | "
-             "wall ratio |", "|" + "---|" * 13]
+             "repeats µs | interval µs | width % | kernel sets (probes only) | unstable | "
+             "auto inside | wall ratio |", "|" + "---|" * 13]
     for r in rows:
         if "heuristic_spread_pct" not in r:
             lines.append(f"| {r['case']} | {r['status']} |" + " |" * 11)
             continue
+        only = r.get("probe_only_sets", 0)
         lines.append(
             f"| {r['case']} | {r['heuristic_median_us']:.1f} | {r['heuristic_spread_pct']:.2f} | "
             f"{r['autotune_median_us']:.1f} | {r['autotune_spread_pct']:.2f} | "
             f"{r['heuristic_over_autotune']:.2f} | {r['repeats_median_us']:.1f} | "
             f"{r['interval_us'][0]:.1f}–{r['interval_us'][1]:.1f} | "
-            f"{r['interval_width_pct']:.1f} | {r['kernel_sets']} | "
+            f"{r['interval_width_pct']:.1f} | {r['kernel_sets']}"
+            f"{f' ({only})' if only else ''} | "
             f"{'yes' if r['selection_unstable'] else ''} | {r['autotune_inside']} | "
             f"{r['wall_ratio']:.2f} |")
     return "\n".join(lines) + "\n"

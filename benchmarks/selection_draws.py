@@ -26,7 +26,6 @@ import json
 import os
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,26 +67,15 @@ def draw(backend: Any, case: Any, stream: Any, settings: Any) -> dict[str, Any]:
 
 def in_thread(fn: Any) -> Any:
     """``fn()`` in a new thread (a fresh torch cuDNN benchmark cache); its result or error."""
-    box: dict[str, Any] = {}
+    from bench.backends.torch import in_thread as run_in_thread
 
-    def target() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as e:  # noqa: BLE001 - re-raised in the caller
-            box["error"] = e
-
-    t = threading.Thread(target=target, name="convbench-draw")
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+    return run_in_thread(fn)
 
 
 def kernel_set(kernels: Sequence[str]) -> tuple[str, ...]:
     """A draw's choice: its kernel names in sorted order, as a repeats pass's kernel set
     (memsets and copies left out)."""
-    from bench.repeats import is_chosen_kernel
+    from bench.probes import is_chosen_kernel
 
     return tuple(sorted(k for k in kernels if is_chosen_kernel(k)))
 

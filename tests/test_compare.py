@@ -164,9 +164,9 @@ def test_unknown_schema_is_refused(tmp_path: Path) -> None:
     new = tmp_path / "new"
     shutil.copytree(A, new)
     info = json.loads((new / "run.json").read_text())
-    info["schema"] = 3
+    info["schema"] = 4
     (new / "run.json").write_text(json.dumps(info))
-    with pytest.raises(SchemaError, match="schema version 3"):
+    with pytest.raises(SchemaError, match="schema version 4"):
         compare_runs(A, new)
 
 

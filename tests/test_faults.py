@@ -332,7 +332,7 @@ def _commands() -> set[str]:
 
 
 @pytest.mark.parametrize(("run_schema", "record_schema", "found"),
-                         [(3, 1, "version 3"), (2, 7, "version 7"), (0, 0, "version 0")])
+                         [(4, 1, "version 4"), (3, 7, "version 7"), (0, 0, "version 0")])
 def test_other_schema_versions_are_refused_with_the_version_and_what_to_do(
         real_run: Path, tmp_path: Path, run_schema: int, record_schema: int,
         found: str) -> None:
@@ -356,7 +356,7 @@ def test_other_schema_versions_are_refused_with_the_version_and_what_to_do(
             assert f"{other} has {found.split()[1]}" in line and "re-run" in line, line
         else:
             assert f"schema {found}" in line, line
-            assert "this convbench reads versions 1 to 2" in line, line
+            assert "this convbench reads versions 1 to 3" in line, line
             assert "convbench version that wrote it" in line, line
     assert not (tmp_path / "merged").exists()
 

@@ -42,7 +42,7 @@ CORRUPTED: list[tuple[str, Edit, str]] = [
     ("timing.profile_iters negative",
      lambda i: {**i, "timing": {**i["timing"], "profile_iters": -1}}, "timing.profile_iters"),
     ("suite_text a number", lambda i: {**i, "suite_text": 7}, "suite_text"),
-    ("schema 3", lambda i: {**i, "schema": 3}, "schema version 3"),
+    ("schema 4", lambda i: {**i, "schema": 4}, "schema version 4"),
 ]
 
 
@@ -75,10 +75,10 @@ def test_corrupted_run_json_is_one_line_from_the_cli(tmp_path: Path, cli_env: di
 
 
 def test_current_schema_run_json_over_version_1_records_is_read(tmp_path: Path) -> None:
-    """A version-1 run resumed by this convbench: run.json says 2 (its format is unchanged),
+    """A version-1 run resumed by this convbench: run.json says 3 (its format is unchanged),
     the old records say 1. Valid input, read as such."""
-    run = _copy(tmp_path, lambda i: {**i, "schema": 2})
-    assert read_run_info(run)["schema"] == 2
+    run = _copy(tmp_path, lambda i: {**i, "schema": 3})
+    assert read_run_info(run)["schema"] == 3
     assert len(load_records(run)) == 12
 
 

@@ -96,11 +96,11 @@ def test_merge_refuses_duplicate_cases(shards: list[Path], tmp_path: Path,
 
 
 def test_merge_refuses_mixed_schema_versions(shards: list[Path], tmp_path: Path) -> None:
-    # a shard written by a (future) convbench with schema 3
+    # a shard written by a (future) convbench with schema 4
     newer = tmp_path / "newer"
     shutil.copytree(shards[1], newer)
     info = json.loads((newer / "run.json").read_text())
-    info["schema"] = 3
+    info["schema"] = 4
     (newer / "run.json").write_text(json.dumps(info))
     with pytest.raises(SchemaError, match="mixed schema versions"):
         merge_runs([shards[0], newer], tmp_path / "out")

@@ -42,12 +42,12 @@ def _schema(run_dir: Path) -> set[int]:
 
 # --- schema 1 still reads -------------------------------------------------------------------------
 def test_the_committed_runs_are_schema_1() -> None:
-    assert _schema(A) == _schema(B) == {1} and SCHEMA_VERSION == 2
+    assert _schema(A) == _schema(B) == {1} and SCHEMA_VERSION == 3
 
 
 def test_schema_1_runs_load_as_typed_records() -> None:
     recs = load_records(A)
-    assert len(recs) == 12 and all(r.schema_version == 2 for r in recs)
+    assert len(recs) == 12 and all(r.schema_version == 3 for r in recs)
     assert all(r.status == "ok" and r.median_ms == r.stats.median > 0 for r in recs)
     assert all(r.flags == [] for r in recs)  # none was throttled
     assert {(r.case_key, r.backend) for r in recs} == {(r.case_key, r.backend)
@@ -80,7 +80,7 @@ def test_schema_1_runs_report_compare_and_export(tmp_path: Path,
 
 
 
-def test_resume_of_a_schema_1_run_appends_schema_2_records_that_load_together(
+def test_resume_of_a_schema_1_run_appends_current_schema_records_that_load_together(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("torch")
     run = tmp_path / "run"
@@ -99,7 +99,7 @@ def test_resume_of_a_schema_1_run_appends_schema_2_records_that_load_together(
     assert "resumed: 10 case(s) already done were skipped" in out
     stored = [json.loads(line)["schema"] for line in
               (run / "records.jsonl").read_text().splitlines()]
-    assert stored == [1] * 10 + [2, 2]
+    assert stored == [1] * 10 + [3, 3]
     recs = load_records(run)
     assert len({(r.case_key, r.backend) for r in recs}) == 12
     assert all(r.status == "ok" for r in recs)

@@ -28,7 +28,7 @@ def test_append_and_read_back(tmp_path: Path) -> None:
     assert [r.status for r in recs] == ["ok", "error"]
     assert recs[0].samples_ms == a.samples_ms and recs[0].stats == a.stats
     stored = [json.loads(line) for line in (st.dir / RECORDS_FILE).read_text().splitlines()]
-    assert all(r["schema"] == SCHEMA_VERSION == 2 for r in stored)
+    assert all(r["schema"] == SCHEMA_VERSION == 3 for r in stored)
     assert st.done() == {(a.case_key, "torch"), (b.case_key, "torch")}
 
 
@@ -66,7 +66,7 @@ def test_unknown_schema_version_is_refused(tmp_path: Path) -> None:
     st = _store(tmp_path)
     (st.dir / RECORDS_FILE).write_text(json.dumps({"schema": 99, "case_key": "a"}) + "\n")
     with pytest.raises(SchemaError, match="schema version 99, this convbench reads versions 1 "
-                       "to 2; use the convbench version that wrote it"):
+                       "to 3; use the convbench version that wrote it"):
         load_records(st.dir)
     info = json.loads((st.dir / "run.json").read_text())
     (st.dir / "run.json").write_text(json.dumps({**info, "schema": 0}))
@@ -105,12 +105,12 @@ def test_a_schema_1_record_is_upgraded_on_load(tmp_path: Path) -> None:
     carries the throttled flag, the rest is unchanged."""
     st = _store(tmp_path)
     old = record(0).to_json()
-    for k in ("flags", "passes", "aggregate", "profile_error"):
+    for k in ("flags", "passes", "aggregate", "profile_error", "probes", "probes_note"):
         old.pop(k)
     old.update(schema=1, throttled=True)
     (st.dir / RECORDS_FILE).write_text(json.dumps(old) + "\n")
     [rec] = load_records(st.dir)
-    assert rec.schema_version == 2 and rec.flag_names == ["throttled"]
+    assert rec.schema_version == 3 and rec.flag_names == ["throttled"]
     assert rec.samples_ms == old["samples_ms"] and rec.stats.median == old["stats"]["median"]
 
 

@@ -5,15 +5,17 @@ fill the hooks (the shape of Polygraphy's runners). Nothing here imports torch, 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 import numpy as np
 
 from bench.spec import ConvSpec
 
 DeviceKind = Literal["cuda", "cpu"]
+T = TypeVar("T")
 
 
 class StreamLike(Protocol):
@@ -221,3 +223,15 @@ class Backend(ABC):
 
     @abstractmethod
     def _build_impl(self, spec: ConvSpec, data: ConvData, ctx: BuildContext) -> Engine: ...
+
+    # --- selection probes (``[timing] probes``, bench.probes) ---------------------------------
+    def probe_reason(self, spec: ConvSpec) -> str | None:
+        """None when another build of ``spec`` chooses its kernels or tactics anew, so that a
+        probe is a fresh draw of the selection; else why it is not (the probes are skipped
+        and the record says so)."""
+        return f"{self.name} chooses the same way in every build"
+
+    def fresh_selection(self, fn: Callable[[], T]) -> T:
+        """``fn()`` where the backend's selection starts afresh (default: here; torch: in a new
+        thread, whose cuDNN benchmark cache is empty)."""
+        return fn()

@@ -158,6 +158,13 @@ class CudnnBackend(Backend):
     def device(self) -> DeviceKind:
         return "cuda"
 
+    def probe_reason(self, spec: ConvSpec) -> str | None:
+        # autotune: every build times every plan again, so a rebuild is a fresh draw
+        if spec.algo != "autotune":
+            return (f"algo = {spec.algo!r}: cuDNN's heuristic pick is the same in every build; "
+                    "probes draw autotuning choices (algo = \"autotune\")")
+        return None
+
     def _build_impl(self, spec: ConvSpec, data: ConvData, ctx: BuildContext) -> Engine:
         from bench.gpu import cuda
 

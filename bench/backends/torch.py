@@ -163,6 +163,26 @@ def _per_inference(calls_ms: list[float], iters: int) -> list[float]:
     return [sum(calls_ms[i * c:(i + 1) * c]) for i in range(iters)]
 
 
+def in_thread(fn: Callable[[], base.T]) -> base.T:
+    """``fn()`` in a new thread; its result, or its exception raised here."""
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - raised again in the caller
+            box["error"] = e
+
+    t = threading.Thread(target=target, name="convbench-probe")
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]  # type: ignore[no-any-return]
+
+
 class TorchBackend(Backend):
     name = "torch"
     install_hint = "pip install 'trt-convbench[torch]'"
@@ -195,6 +215,23 @@ class TorchBackend(Backend):
         except ImportError:
             return "cpu"
         return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def probe_reason(self, spec: ConvSpec) -> str | None:
+        if self.device != "cuda":
+            return "torch on the CPU (oneDNN) does not autotune"
+        if spec.algo != "autotune":
+            return (f"algo = {spec.algo!r}: cuDNN's heuristic pick is the same in every build; "
+                    "probes draw autotuning choices (algo = \"autotune\")")
+        return None
+
+    def fresh_selection(self, fn: Callable[[], base.T]) -> base.T:
+        """``fn()`` in a new thread: torch keeps cuDNN's autotuning results in a thread-local
+        benchmark cache (aten/src/ATen/native/cudnn/Conv_v8.cpp, ``_get_benchmark_cache``:
+        ``static thread_local``), so the first conv of a shape in a new thread is autotuned
+        again, as in a new process (measured on the H200: draws in fresh threads of one
+        process chose the kernel sets that separate processes chose,
+        benchmarks/results/selection-draws-h200.md)."""
+        return in_thread(fn)
 
     def _build_impl(self, spec: ConvSpec, data: ConvData, ctx: BuildContext) -> Engine:
         torch = _torch()

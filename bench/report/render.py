@@ -276,6 +276,13 @@ def _interval_lines(df: pd.DataFrame) -> list[str]:
                      f"the 95 % prediction interval from {n} independent passes (each a fresh "
                      "process and build), widened to cover each pass's own 95 % CI; the "
                      "median is the median of the pass medians.")
+    if "probes" in df and df["probes"].fillna(0).max() > 0:
+        lines.append("`probes`: selection probes — the case built again where the backend's "
+                     "selection starts afresh (torch autotune: a new thread, whose cuDNN "
+                     "benchmark cache is empty), timed briefly and its kernels named. They "
+                     "count in `kernel_sets`, widen a between-pass interval to cover their "
+                     "medians and flag `selection-unstable` cases; the median is the passes' "
+                     "alone.")
     if "algo" in df:
         algos = sorted(df["algo"].dropna().unique())
         lines.append("Kernel selection (`algo`): " + ", ".join(f"`{a}`" for a in algos) +

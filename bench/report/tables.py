@@ -35,7 +35,7 @@ DTYPES = {
     **{c: "Int64" for c in ("case_index", "batch", "in_channels", "out_channels", "height",
                             "width", "groups", "workspace", "opt_level", "flops", "bias_flops",
                             "activation_flops", "bytes_min", "n_samples", "passes",
-                            "kernel_sets", "plan_bytes", "check_images", "check_batch",
+                            "kernel_sets", "probes", "plan_bytes", "check_images", "check_batch",
                             "iters_per_sample", "sm_clock_mhz", "calls", "iterations",
                             "pass_index", "sample_index")},
     **{c: "Float64" for c in ("intensity", "min_ms", "median_ms", "pass_median_ms", "mean_ms",
@@ -89,7 +89,8 @@ def _flatten(r: Record) -> dict[str, Any]:
         iv if iv else (None, None, None))
     a = r.aggregate
     row.update(passes=a.passes if a else 1, pass_spread_pct=a.spread_pct if a else None,
-               kernel_sets=len(a.kernel_sets) if a else None)
+               kernel_sets=len(a.kernel_sets) if a else None,
+               probes=a.probes if a else sum(1 for p in r.probes if p.status == "ok"))
     row["tflops"] = sp.flops / med / 1e9 if med else None
     row["gbps"] = sp.bytes_min / med / 1e6 if med else None
     b = r.build

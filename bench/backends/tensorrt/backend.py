@@ -107,6 +107,13 @@ class TensorRTBackend(Backend):
                            "without one: pip install 'trt-convbench[tensorrt-rtx]')")
         return True, ""
 
+    def probe_reason(self, spec: ConvSpec) -> str | None:
+        if spec.timing_cache != "fresh":
+            return (f"timing_cache = {spec.timing_cache!r}: another build reads the same cached "
+                    "engine and tactic timings, so it chooses the same tactics; probes need "
+                    "timing_cache = \"fresh\" (every build times the tactics again)")
+        return None
+
     def runtime_support(self, device_index: int = 0) -> tuple[bool, str]:
         """Whether engines can run here, and if not, why ("no supported GPU: ...")."""
         flavour, trt = self._module()
