@@ -73,10 +73,11 @@ def run(*, suite: str | Path, case: str, backend: str | None = None, device: int
 
     the_suite = load_suite(suite)
     the_case = find_case(the_suite, case)
-    # no layer profile unless asked for: the profiler should see the measurement only
+    # no layer profile or selection probes unless asked for: the profiler should see the
+    # measurement only
     given = {k: v for k, v in (timing or {}).items() if v is not None}
     plan = make_plan(the_suite, backends=[backend or the_suite.backends[0]],
-                     timing={"profile_iters": 0, **given},
+                     timing={"profile_iters": 0, "probes": 0, **given},
                      cache_dir=Path(cache_dir) if cache_dir else None, device_index=device)
     cfg = plan.timing
     [b], _ = plan.resolve_backends()
