@@ -329,13 +329,13 @@ def measure_case(case: Case, backend: Backend, timing: TimingConfig, gpu: GpuSes
         if flag is not None:
             rec.flags.append(flag)
         passed = rec.check.passed
+        rec.status = "ok" if passed else "check_failed"
         if passed and timing.probes:
             engine.close()  # its memory is not needed by the probes' builds
             engine = None
             deadline.step = "probes"
             rec.probes, rec.probes_note = probe_step(case, backend, data, ctx, timing, gpu,
                                                      deadline, layers_row, rec)
-        rec.status = "ok" if passed else "check_failed"
         if not passed:
             err = rec.check.rel_err
             rec.error = (f"relative L2 error {'inf' if err is None else f'{err:.3g}'} above the "

@@ -224,3 +224,22 @@ def test_reproducibility_wall_time_leaves_out_builds_and_says_so_for_probe_build
     assert mod.measure_wall(rec, probe_builds=True) == pytest.approx(2.0 - 0.5 + 1.0 - 0.25)
     one = record(1, wall_s=1.5, build=BuildFacts(build_s=0.5))
     assert mod.measure_wall(one) == pytest.approx(1.0)
+
+
+def test_one_pass_is_flagged_when_its_probes_chose_other_kernels_that_time_differently(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("torch")
+    from bench.backends.torch import TorchBackend
+    from bench.runner import measure_case
+
+    suite = parse_suite(SUITE)
+    monkeypatch.setattr(TorchBackend, "probe_reason", lambda self, spec: None)
+    # orchestration: the probes' results are given (another kernel, 3x slower); the pass is real
+    monkeypatch.setattr("bench.probes.one_probe", lambda i, *a: Probe(
+        index=i, status="ok", median_ms=1.0, kernels=["other_kernel"]))
+    rec, layers = measure_case(suite.cases[0], TorchBackend(), suite.timing, None, None)
+    assert rec.status == "ok" and len(rec.probes) == 2
+    [flag] = [f for f in rec.flags if f.name == "selection-unstable"]
+    assert flag.reason.startswith("2 kernel sets (2 probes), medians ")
+    assert "2 probe(s): 1 ms with 1 kernel(s) [other_kernel]" in flag.reason
+    assert rec.interval is not None and rec.interval[2] == "within pass"  # no aggregate
