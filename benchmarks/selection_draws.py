@@ -65,13 +65,6 @@ def draw(backend: Any, case: Any, stream: Any, settings: Any) -> dict[str, Any]:
             "build_s": build_s, "kernels": [lt.name for lt in layers]}
 
 
-def in_thread(fn: Any) -> Any:
-    """``fn()`` in a new thread (a fresh torch cuDNN benchmark cache); its result or error."""
-    from bench.backends.torch import in_thread as run_in_thread
-
-    return run_in_thread(fn)
-
-
 def kernel_set(kernels: Sequence[str]) -> tuple[str, ...]:
     """A draw's choice: its kernel names in sorted order, as a repeats pass's kernel set
     (memsets and copies left out)."""
@@ -136,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from bench.backends.registry import get_backend
+    from bench.backends.torch import in_thread
     from bench.plan import select_cases
     from bench.suite import load_suite
 
