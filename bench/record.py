@@ -89,9 +89,21 @@ class Stats(_Model):
                                    for k, v in d.items()})
 
 
+class Placement(_Model):
+    """One buffer placement of a pass's timing (``[timing] placements``, bench.placements):
+    the engine's buffers moved to new device memory, a new timer (graph) and its samples."""
+
+    index: Count
+    moved: bool  # False for the first placement (where the build put the buffers)
+    samples: Count
+    median_ms: SampleMs
+    iters_per_sample: Annotated[int, Field(ge=1)] = 1
+    converged: bool = False
+
+
 class TimingFacts(_Open):
     """How the samples were taken: timer mode, K, L2, criterion, convergence, the source's
-    own facts (blocked or not, probe)."""
+    own facts (blocked or not, probe), and the buffer placements the samples were taken at."""
 
     mode: str
     iters_per_sample: Annotated[int, Field(ge=1)]
@@ -101,6 +113,13 @@ class TimingFacts(_Open):
     rse: Finite | None = None
     converged: bool = False
     source: dict[str, Any] = Field(default_factory=dict)
+    #: the placements the samples were taken at, in order (empty: one, where the build put
+    #: the buffers, as before ``[timing] placements``)
+    placements: list[Placement] = Field(default_factory=list)
+    #: why fewer placements were taken than asked for (None: all of them)
+    placements_note: str | None = None
+    #: relative spread (max − min) / min of the placements' medians, in per cent
+    placement_spread_pct: Finite | None = None
 
 
 class BuildFacts(_Open):
@@ -240,7 +259,9 @@ class Record(_Model):
             a = self.aggregate
             return a.interval_low_ms, a.interval_high_ms, "between passes"
         if self.stats is not None:
-            return self.stats.median_ci_low, self.stats.median_ci_high, "within pass"
+            k = len(self.timing.placements) if self.timing is not None else 0
+            return (self.stats.median_ci_low, self.stats.median_ci_high,
+                    f"within pass, over {k} placements" if k > 1 else "within pass")
         return None
 
     @property

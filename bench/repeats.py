@@ -43,15 +43,13 @@ from bench.record import (
     parse_record,
     upgrade,
 )
+from bench.stats import t95
 from bench.suite import Case, TimingConfig
 
 PASSES_FILE = "passes.jsonl"
 #: passes that chose different kernels and whose medians differ by more than this (relative
 #: to their median) make the case ``selection-unstable``
 UNSTABLE_SPREAD = 0.02
-#: two-sided 95 % Student t quantiles by degrees of freedom (scipy gives the same; no import)
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
-        9: 2.262, 10: 2.228, 15: 2.131, 20: 2.086, 30: 2.042}
 
 
 class PassLine(BaseModel):
@@ -72,7 +70,8 @@ def pass_timing(timing: TimingConfig) -> TimingConfig:
     d.update(repeats=1, warmup_s=timing.warmup_s / n, min_time_s=timing.min_time_s / n,
              max_time_s=timing.max_time_s / n,
              fixed_time_s=getattr(timing, "fixed_time_s", 0.0) / n,
-             profile_iters=math.ceil(timing.profile_iters / n) if timing.profile_iters else 0)
+             profile_iters=math.ceil(timing.profile_iters / n) if timing.profile_iters else 0,
+             placements=math.ceil(getattr(timing, "placements", 1) / n))
     return TimingConfig.model_validate(d)
 
 
@@ -90,13 +89,6 @@ def pass_of(index: int, rec: Record, layers: LayerRow | None,
                 probes=list(rec.probes if probes is None else probes))
 
 
-def _t95(dof: int) -> float:
-    if dof in _T95:
-        return _T95[dof]
-    below = max(k for k in _T95 if k <= dof)
-    return _T95[below] if dof < 30 else 1.96
-
-
 def between_pass_interval(medians: list[float], ci: list[tuple[float, float]]
                           ) -> tuple[float, float, str]:
     """Where the median of another pass is expected: the 95 % prediction interval of one more
@@ -108,7 +100,7 @@ def between_pass_interval(medians: list[float], ci: list[tuple[float, float]]
     if n < 2:
         return lo, hi, "95 % CI of the median within one pass"
     mean = statistics.fmean(medians)
-    half = _t95(n - 1) * statistics.stdev(medians) * math.sqrt(1 + 1 / n)
+    half = t95(n - 1) * statistics.stdev(medians) * math.sqrt(1 + 1 / n)
     return (max(min(lo, mean - half), min(medians) * 0.5), max(hi, mean + half),
             f"95 % prediction interval for another pass (t, {n} passes)")
 

@@ -41,7 +41,7 @@ from bench.reference import check_batch, make_data, reference, rel_l2_error
 from bench.store import RunStore
 from bench.suite import Case, Suite, TimingConfig
 from bench.text import safe
-from bench.timing import HostSource, Samples, SampleSource, TimingSettings, measure
+from bench.timing import HostSource, Samples, SampleSource, TimingSettings
 
 __all__ = ["RunSummary", "run_suite", "select_cases", "make_data", "measure_case"]
 
@@ -189,22 +189,30 @@ def time_step(engine: Engine, timing: TimingConfig, gpu: GpuSession | None,
     settings = timing.settings()
     flags = before_case(gpu if on_gpu else None)
     clocks_before = gpu.clocks() if on_gpu and gpu else None
-    source = _source(engine, mode, timing.l2, gpu if on_gpu else None, settings)
-    try:
-        with nvtx_range("measure"), _profiler_range(profiler_range and on_gpu):
-            samples: Samples = measure(source, settings, deadline=deadline)
-    finally:
-        close = getattr(source, "close", None)
-        if close:
-            close()
+    from bench.placements import measure_placements, spread_pct, widen
+
+    count = getattr(timing, "placements", 1)
+    note = None
+    if count > 1 and not on_gpu:
+        note = f"placements: host timing on the CPU; timed at 1 of {count} placements"
+        count = 1
+    with nvtx_range("measure"), _profiler_range(profiler_range and on_gpu):
+        placed = measure_placements(
+            engine, lambda: _source(engine, mode, timing.l2, gpu if on_gpu else None,
+                                    settings), settings, count, deadline)
+    samples: Samples = placed.samples
     samples.l2 = timing.l2 if on_gpu else "n/a"
     clocks_after = gpu.clocks() if on_gpu and gpu else None
     facts = {k: v for k, v in samples.to_json().items() if k != "ms"}
-    facts["source"] = dict(getattr(source, "info", {}) or {})
+    facts["source"] = placed.source_info
+    facts.update(placements=[p.model_dump() for p in placed.placements],
+                 placements_note=placed.note or note,
+                 placement_spread_pct=spread_pct(placed.placements))
     clocks = Clocks(before=clocks_before, after=clocks_after)
     flags += after_case(clocks, samples)
     return Timed(samples=samples, timing=TimingFacts.model_validate(facts),
-                 stats=Stats.of(samples.ms), clocks=clocks, flags=flags)
+                 stats=widen(Stats.of(samples.ms), placed.placements), clocks=clocks,
+                 flags=flags)
 
 
 def profile_step(engine: Engine, case: Case, backend: Backend, stream: Any,

@@ -148,3 +148,17 @@ def summarize(samples: Sequence[float]) -> Summary:
         cov=std / mean if mean else math.inf, rse=rse(a) if a.size > 1 else math.inf,
         median_ci_low=lo, median_ci_high=hi,
     )
+
+
+#: two-sided 95 % Student t quantiles by degrees of freedom (scipy gives the same; no import)
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+        9: 2.262, 10: 2.228, 15: 2.131, 20: 2.086, 30: 2.042}
+
+
+def t95(dof: int) -> float:
+    """The two-sided 95 % Student t quantile for ``dof`` ≥ 1 degrees of freedom (a table
+    value at or below ``dof``, so never too small; 1.96 from 30 on)."""
+    if dof in _T95:
+        return _T95[dof]
+    below = max(k for k in _T95 if k <= dof)
+    return _T95[below] if dof < 30 else 1.96

@@ -85,6 +85,11 @@ class TimingConfig(BaseModel):
                         "built again where the backend's selection starts afresh (torch "
                         "autotune: a new thread), timed briefly and its kernels named; rare "
                         "kernel choices then show up as selection-unstable")
+    placements: int = Field(1, ge=1, le=64, description="buffer placements per pass: the "
+                            "timing budget is split between this many placements of the "
+                            "engine's buffers in device memory (GPU timers), whose samples "
+                            "are pooled; a small case's time moves with where its buffers "
+                            "sit")
     criterion: Literal["rse", "stdrel", "fixed"] = Field(
         "rse", description="stopping criterion: rse (relative standard error of the mean), "
         "stdrel (nvbench's relative standard deviation with its plateau exit), fixed "

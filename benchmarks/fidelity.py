@@ -426,9 +426,13 @@ def _backend(name: str) -> Any:
 
 def measure_pass(cases: Sequence[Any], stream: Any, flusher: Any, settings: Any,
                  with_do_bench: bool, label: str,
-                 backend_name: str = "torch") -> dict[int, dict[str, Any]]:
+                 backend_name: str = "torch", placements: int = 1) -> dict[int, dict[str, Any]]:
+    """``placements`` > 1: the graph harness is timed as ``convbench run`` does with
+    ``[timing] placements`` (``bench.placements``): the budget split between that many buffer
+    placements, samples pooled; its CUPTI trace then runs at the last placement."""
     from bench.gpu.cuda import GpuStuck
     from bench.gpu.timers import make_source
+    from bench.placements import measure_placements
     from bench.reference import make_data
     from bench.stats import summarize
     from bench.timing import measure
@@ -453,9 +457,21 @@ def measure_pass(cases: Sequence[Any], stream: Any, flusher: Any, settings: Any,
                 # (on the H200 the events column rose 1.32x, median, with the reader running)
                 clocks = ClockSampler(uuid) if key == "graph" else None
                 traced = None
+                placed = None
                 try:
                     with clocks or contextlib.nullcontext():
-                        samples = measure(source, settings)
+                        if key == "graph" and placements > 1:
+                            source.close()  # the placements make their own timers
+
+                            def make(engine: Any = engine, mode: str = mode,
+                                     l2: str = l2) -> Any:
+                                return make_source(engine, stream, mode, l2, flusher)
+
+                            placed = measure_placements(engine, make, settings, placements)
+                            samples = placed.samples
+                            source = make()  # for the trace below, at the last placement
+                        else:
+                            samples = measure(source, settings)
                     wall_s = time.perf_counter() - t1  # the trace below is not convbench's
                     if key == "graph":
                         try:
@@ -475,6 +491,8 @@ def measure_pass(cases: Sequence[Any], stream: Any, flusher: Any, settings: Any,
                             "converged": samples.converged,
                             "wall_s": wall_s,
                             "info": getattr(source, "info", {}),
+                            "placements_us": [p.median_ms * 1e3 for p in placed.placements]
+                            if placed else None,
                             "clocks": clocks.summary() if clocks else None}
             try:
                 with ClockSampler(uuid) as clocks:
@@ -799,7 +817,8 @@ def run_parent(args: argparse.Namespace) -> int:
     try:
         for p in range(args.repeat):
             passes.append(measure_pass(cases, stream, flusher, settings, not args.no_do_bench,
-                                       f"pass {p + 1}/{args.repeat}", args.backend))
+                                       f"pass {p + 1}/{args.repeat}", args.backend,
+                                       args.placements))
         torch.cuda.synchronize()
     finally:
         flusher.close()
@@ -883,6 +902,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--filter", help="convbench --filter expression selecting cases")
     p.add_argument("--repeat", type=int, default=2, help="passes of convbench and do_bench")
     p.add_argument("--calls", type=int, default=5, help="profiled calls per case under ncu")
+    p.add_argument("--placements", type=int, default=1,
+                   help="buffer placements of the graph harness per case and pass, as "
+                        "[timing] placements in convbench run (default 1)")
     p.add_argument("--device", type=int, default=0)
     p.add_argument("--backend", choices=["torch", "cudnn"], default="torch",
                    help="the backend whose cases are timed and profiled (default torch)")

@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="passes of the repeats run (R)")
     ap.add_argument("--probes", type=int, default=2,
                     help="selection probes per pass of the repeats run (Q; 0: none)")
+    ap.add_argument("--placements", type=int, default=1,
+                    help="buffer placements per case in every run (K; with the repeats run's "
+                         "R passes, ceil(K / R) per pass; bench.placements)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--md", type=Path, help="write the markdown table here too")
     ap.add_argument("--only", choices=["heuristic", "autotune"],
@@ -118,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         path = out / f"{args.suite.stem}-{mode}.toml"
         path.write_text(suite_with(text, algo=mode))
         suites[mode] = path
+    placed = ["--placements", str(args.placements)] if args.placements > 1 else []
     t_start = time.perf_counter()
     runs: dict[str, list[Path]] = {"heuristic": [], "autotune": []}
     walls: dict[str, list[float]] = {"heuristic": [], "autotune": [], "repeats": []}
@@ -125,14 +129,15 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(max(args.processes, n_auto)):  # interleaved: drift hits both modes alike
         for mode, n in (("heuristic", args.processes), ("autotune", n_auto)):
             if i < n and args.only in (None, mode):
-                d, w = run_once(suites[mode], out / f"{mode}-{i}", [], log)
+                d, w = run_once(suites[mode], out / f"{mode}-{i}", placed, log)
                 runs[mode].append(d)
                 walls[mode].append(w)
                 print(f"{mode} process {i + 1}: {w:.0f} s -> {d}", flush=True)
     if args.only:
         return 0
     rep_dir, w = run_once(suites["autotune"], out / "repeats",
-                          ["--repeats", str(args.repeats), "--probes", str(args.probes)], log)
+                          ["--repeats", str(args.repeats), "--probes", str(args.probes),
+                           *placed], log)
     walls["repeats"].append(w)
     print(f"repeats={args.repeats} run: {w:.0f} s -> {rep_dir}", flush=True)
 
@@ -190,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "suite": str(args.suite), "cases": len(rows), "compared": cases,
         "processes": args.processes, "autotune_processes": n_auto, "repeats": args.repeats,
-        "probes": args.probes,
+        "probes": args.probes, "placements": args.placements,
         "heuristic_within_1pct": f"{n_heur_ok}/{cases}",
         "autotune_within_repeats_interval_or_1pct": f"{n_pairs_in}/{n_pairs}",
         "movers_over_5pct_flagged_or_covered": f"{movers_ok}/{movers}",
@@ -227,7 +232,9 @@ def to_markdown(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
              f"Command: `python3 benchmarks/reproducibility.py --suite {summary['suite']} "
              f"--processes {summary['processes']} --autotune-processes "
              f"{summary['autotune_processes']} --repeats {summary['repeats']} --probes "
-             f"{summary.get('probes', 0)}`", "",
+             f"{summary.get('probes', 0)}"
+             + (f" --placements {summary['placements']}"
+                if summary.get("placements", 1) > 1 else "") + "`", "",
              f"GPU and backends: {summary['gpu']}", "",
              "| target | result |", "|---|---|",
              f"| heuristic: cases within 1 % across {summary['processes']} processes (≥ 95 %) | "

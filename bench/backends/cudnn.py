@@ -270,6 +270,7 @@ class CudnnEngine(Engine):
         self._pack: dict[Any, int] = {}
         self._plan = -1
         self._own_stream: Any = None
+        self._left: list[Any] = []  # buffers left behind by relocate(), and its spacers
 
     # --- build ---------------------------------------------------------------------------------
     def build(self, data: ConvData) -> None:
@@ -575,6 +576,27 @@ class CudnnEngine(Engine):
         return profile_kernels(lambda: self.enqueue(s), s.sync,  # type: ignore[attr-defined]
                                iters, cuda=True)
 
+    def _relocate_impl(self, draw: int) -> bool:
+        """New buffers for the input, weights, bias, output and workspace after a spacer of
+        512 B .. 2 MiB drawn from ``draw``; the contents are copied over. ``cuMemAlloc``
+        cannot hand out memory still held, and the old buffers are held until close."""
+        import random
+
+        s = self._own_stream
+        s.sync()
+        self._left.append(self._device.alloc(512 * random.Random(draw).randrange(1, 4096)))
+        for key, old in list(self._bufs.items()):
+            new = self._device.alloc(old.nbytes)
+            new.copy_from(old, s)
+            self._bufs[key] = new
+            self._left.append(old)
+        if self._ws is not None:
+            self._left.append(self._ws)
+            self._ws = self._device.alloc(self._ws.nbytes)
+        s.sync()
+        self._pack = {t: self._bufs[key].ptr for key, t in self._tensors.items()}
+        return True
+
     def _close_impl(self) -> None:
         # the graph before the handle it was built with; buffers after the last execution
         if self._own_stream is not None:
@@ -583,10 +605,11 @@ class CudnnEngine(Engine):
         self._graph = None
         self._tensors.clear()
         self._pack = {}
-        for buf in [*self._bufs.values(), self._ws]:
+        for buf in [*self._bufs.values(), self._ws, *self._left]:
             if buf is not None:
                 buf.close()
         self._bufs.clear()
+        self._left.clear()
         self._ws = None
         if self._handle is not None:
             handle, self._handle = self._handle, None

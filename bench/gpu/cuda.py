@@ -385,6 +385,14 @@ class Buffer:
         self._wait(stream)
         return out
 
+    def copy_from(self, other: Buffer, stream: Stream | None = None) -> None:
+        """Copy ``other`` (device memory, at most this buffer's size) to the start of this
+        buffer, asynchronously on ``stream``."""
+        if other.nbytes > self.nbytes:
+            raise ValueError(f"{other.nbytes} bytes do not fit a {self.nbytes}-byte buffer")
+        _check(_driver().cuMemcpyDtoDAsync(_cu_ptr(self.ptr), _cu_ptr(other.ptr), other.nbytes,
+                                           _stream_arg(stream)), "cuMemcpyDtoDAsync")
+
     def fill(self, value: int, stream: Stream | None = None) -> None:
         """Write the 32-bit pattern ``value`` over the buffer (asynchronously on ``stream``)."""
         _check(_driver().cuMemsetD32Async(_cu_ptr(self.ptr), int(value) & 0xFFFFFFFF,

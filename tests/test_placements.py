@@ -1,0 +1,203 @@
+"""Buffer placements (``[timing] placements``): the budget split, the pooled samples, the
+interval widened over placements with exact numbers, the note where an engine cannot move its
+buffers, samples kept past the deadline, and the real CPU path (one placement, with a note)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+import numpy as np
+import pytest
+from helpers import case
+
+from bench.backends.base import Engine
+from bench.deadline import CaseDeadline, CaseTimeout
+from bench.errors import BenchError
+from bench.placements import measure_placements, placement_settings, spread_pct, widen
+from bench.record import Placement, Stats, TimingFacts
+from bench.repeats import pass_timing
+from bench.stats import t95
+from bench.suite import TimingConfig, parse_suite
+from bench.timing import TimingSettings
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class _Engine(Engine):
+    """A 'GPU' engine whose time per inference is set by where its buffers are."""
+
+    device = "cuda"
+
+    def __init__(self, movable: bool = True) -> None:
+        super().__init__(case().spec, None)  # type: ignore[arg-type]
+        self.placement = 0
+        self.movable = movable
+        self.draws: list[int] = []
+
+    def _relocate_impl(self, draw: int) -> bool:
+        self.draws.append(draw)
+        if self.movable:
+            self.placement = draw
+        return self.movable
+
+    def _set_input_impl(self, x: np.ndarray) -> None: ...
+
+    def _enqueue_impl(self, stream: Any) -> None: ...
+
+    def _output_impl(self, stream: Any) -> np.ndarray:
+        return np.zeros(1)
+
+
+class _Source:
+    """One sample = 10 ms of (fake) wall time; its value is 1.0 + 0.1 * placement ms."""
+
+    mode = "graph"
+    iters_per_sample = 5
+
+    def __init__(self, engine: _Engine, clock: _Clock, closed: list[int]) -> None:
+        self.engine, self.clock, self.closed = engine, clock, closed
+        self.info = {"mode": "graph", "placement": engine.placement}
+
+    def __call__(self) -> float:
+        self.clock.t += 0.01
+        return 1.0 + 0.1 * self.engine.placement
+
+    def close(self) -> None:
+        self.closed.append(self.engine.placement)
+
+
+SETTINGS = TimingSettings(warmup_s=0.2, min_samples=10, min_time_s=0.4, max_time_s=8.0,
+                          target_rse=0.005)
+
+
+def test_the_budget_is_split_between_placements_and_the_first_keeps_the_warmup() -> None:
+    first, later = placement_settings(SETTINGS, 0, 4), placement_settings(SETTINGS, 3, 4)
+    assert (first.warmup_s, first.min_time_s, first.max_time_s, first.min_samples) == (
+        0.2, 0.1, 2.0, 3)
+    assert (later.warmup_s, later.min_time_s, later.max_time_s, later.min_samples) == (
+        0.05, 0.1, 2.0, 3)
+    assert placement_settings(SETTINGS, 0, 1) is SETTINGS
+
+
+def test_samples_are_pooled_over_placements_and_each_placement_is_recorded() -> None:
+    clock, closed = _Clock(), []
+    engine = _Engine()
+    placed = measure_placements(engine, lambda: _Source(engine, clock, closed), SETTINGS, 4,
+                                clock=clock)
+    assert engine.draws == [1, 2, 3]  # placement 0 is where the build put the buffers
+    assert closed == [0, 1, 2, 3]  # every timer closed after its placement
+    assert [(p.index, p.moved, p.median_ms) for p in placed.placements] == [
+        (0, False, 1.0), (1, True, 1.1), (2, True, pytest.approx(1.2)),
+        (3, True, pytest.approx(1.3))]
+    # each placement: min_time 0.1 s of 10 ms samples -> 10 samples (rse 0 from the start)
+    assert [p.samples for p in placed.placements] == [10, 10, 10, 10]
+    assert len(placed.samples.ms) == 40 and placed.samples.converged
+    assert placed.samples.iters_per_sample == 5 and placed.note is None
+    assert placed.source_info["placement"] == 0  # the first timer's facts
+    # warm-up: 0.2 s, then 0.05 s three times, in whole 10 ms calls (each loop may take one
+    # more call than the exact sum as the float clock adds up)
+    assert 0.35 - 1e-9 <= placed.samples.warmup_s <= 0.35 + 0.04 + 1e-9
+    assert spread_pct(placed.placements) == pytest.approx(30.0)
+
+
+def test_the_within_pass_interval_is_widened_to_cover_the_placements() -> None:
+    meds = [1.0, 1.1, 1.2, 1.3]
+    placements = [Placement(index=i, moved=i > 0, samples=10, median_ms=m)
+                  for i, m in enumerate(meds)]
+    samples = [m for m in meds for _ in range(10)]
+    stats = Stats.of(samples)
+    wide = widen(stats, placements)
+    half = 3.182 * statistics.stdev(meds) / 2  # t(3) * s / sqrt(4) = 0.20540...
+    assert t95(3) == 3.182
+    assert wide.median == stats.median
+    assert wide.median_ci_low == pytest.approx(stats.median - half)
+    assert wide.median_ci_high == pytest.approx(stats.median + half)
+    assert half == pytest.approx(0.2054, abs=1e-4)
+    # one placement: unchanged; an order-statistic interval already wider is kept
+    assert widen(stats, placements[:1]) == stats
+    broad = stats.model_copy(update={"median_ci_low": 0.1, "median_ci_high": 5.0})
+    assert (widen(broad, placements).median_ci_low, widen(broad, placements).median_ci_high) \
+        == (0.1, 5.0)
+
+
+def test_an_engine_that_cannot_move_its_buffers_is_timed_at_one_placement_with_a_note() -> None:
+    clock, closed = _Clock(), []
+    engine = _Engine(movable=False)
+    placed = measure_placements(engine, lambda: _Source(engine, clock, closed), SETTINGS, 4,
+                                clock=clock)
+    assert engine.draws == [1] and closed == [0]
+    assert placed.note == ("placements: this CUDA engine cannot move its buffers; timed at 1 "
+                           "of 4 placements")
+    assert [p.index for p in placed.placements] == [0]
+    # the one placement was timed with a quarter of the budget: 0.1 s of 10 ms samples
+    assert len(placed.samples.ms) == 10
+
+
+def test_past_the_deadline_the_samples_of_every_placement_are_kept() -> None:
+    clock, closed = _Clock(), []
+    engine = _Engine()
+
+    class _Deadline(CaseDeadline):
+        def check(self) -> None:
+            if engine.placement == 2 and clock.t > 0.6:
+                raise CaseTimeout("timing", clock.t, 1.0)
+
+    with pytest.raises(CaseTimeout) as e:
+        measure_placements(engine, lambda: _Source(engine, clock, closed), SETTINGS, 4,
+                           _Deadline(None), clock=clock)
+    ms = e.value.samples
+    assert ms[:20] == [1.0] * 10 + [1.1] * 10  # placements 0 and 1 in full
+    assert len(ms) > 20 and all(x == pytest.approx(1.2) for x in ms[20:])
+    assert closed == [0, 1, 2]  # the interrupted placement's timer was closed too
+
+
+def test_placements_are_a_suite_key_and_a_flag_and_repeats_share_them() -> None:
+    suite = parse_suite('name = "p"\n[timing]\nplacements = 8\nrepeats = 3\n'
+                        '[[cases]]\nin_channels = 4\nout_channels = 4\nheight = 8\nwidth = 8\n')
+    assert suite.timing.placements == 8
+    assert pass_timing(suite.timing).placements == 3  # ceil(8 / 3)
+    assert TimingConfig().placements == 1  # the default: where the build put the buffers
+    with pytest.raises(BenchError, match="placements"):
+        parse_suite('name = "p"\n[timing]\nplacements = 0\n[[cases]]\nin_channels = 4\n'
+                    'out_channels = 4\nheight = 8\nwidth = 8\n')
+    from bench.commands.common_args import timing_overrides
+
+    assert timing_overrides({"placements": 16}) == {"placements": 16}
+    with pytest.raises(BenchError, match="--placements"):
+        timing_overrides({"placements": 65})
+
+
+def test_a_record_with_placements_says_its_interval_covers_them() -> None:
+    from helpers import record
+
+    rec = record(0)
+    assert rec.interval is not None and rec.interval[2] == "within pass"
+    assert rec.timing is not None
+    rec.timing = TimingFacts.model_validate({
+        **rec.timing.model_dump(), "placements": [
+            {"index": i, "moved": i > 0, "samples": 3, "median_ms": 1.0} for i in range(4)]})
+    assert rec.interval is not None and rec.interval[2] == "within pass, over 4 placements"
+
+
+def test_on_the_cpu_a_real_case_is_timed_at_one_placement_with_a_note() -> None:
+    pytest.importorskip("torch")
+    from bench.backends.registry import get_backend
+    from bench.runner import measure_case
+
+    timing = TimingConfig(placements=4, warmup_s=0.01, min_time_s=0.02, max_time_s=0.2,
+                          profile_iters=0)
+    rec, _ = measure_case(case(0), get_backend("torch"), timing, None, None)
+    assert rec.status == "ok", rec.error
+    assert rec.timing is not None and rec.timing.placements == []
+    assert rec.timing.placements_note == ("placements: host timing on the CPU; timed at 1 of "
+                                          "4 placements")
+    assert rec.interval is not None and rec.interval[2] == "within pass"
+    assert math.isfinite(rec.stats.median)  # type: ignore[union-attr]
