@@ -13,10 +13,13 @@ bias to new device memory after spacers whose sizes follow from k (the same in e
 process), and a new timer is made (for the graph timer a new capture, whose output and
 workspace come from a new pool). Each placement is timed with ``warmup_s`` (the first) or
 ``warmup_s / K`` (the others), ``min_time_s / K``, ``max_time_s / K`` and
-``ceil(min_samples / K)`` samples. The samples are pooled: the pass's median is the median of
-all of them, and its within-pass interval is widened to cover the placements' spread —
-median ± t · s / √K, with s the standard deviation of the K placement medians (Student t,
-K − 1 degrees of freedom). The record keeps every placement (``TimingFacts.placements``).
+``ceil(min_samples / K)`` samples. The samples are pooled (``samples_ms``, and every statistic
+of them), but the pass's headline ``median`` is the mean of the K placements' medians and its
+within-pass interval is that mean's: ± t · s / √K, with s the standard deviation of the K
+placement medians (Student t, K − 1 degrees of freedom): placements are drawn at random
+(their physical pages differ between processes even where their offsets repeat), so this is
+the interval of the time averaged over placements. The record keeps every placement
+(``TimingFacts.placements``).
 
 A CPU engine or an engine that cannot move its buffers is timed at one placement, with a
 note (``TimingFacts.placements_note``).
@@ -120,13 +123,18 @@ def spread_pct(placements: list[Placement]) -> float | None:
     return (max(meds) - min(meds)) / min(meds) * 100.0
 
 
-def widen(stats: Stats, placements: list[Placement]) -> Stats:
-    """The pooled samples' statistics with the median's interval widened to cover the
-    placements: median ± t(K − 1) · s / √K (s: the placement medians' standard deviation)."""
+def over_placements(stats: Stats, placements: list[Placement]) -> Stats:
+    """The pooled samples' statistics with the headline taken over the placements: ``median``
+    becomes the mean of the K placements' medians, and its interval mean ± t(K − 1) · s / √K
+    (s: the placement medians' standard deviation; Student t). Every other field stays the
+    pooled samples'. The mean, not the pooled median: placement times are often bimodal
+    (two levels about 2 % apart on the H200), and a median of a two-level mixture jumps
+    between the levels from one process to the next."""
     k = len(placements)
     if k < 2:
         return stats
-    half = t95(k - 1) * statistics.stdev(p.median_ms for p in placements) / math.sqrt(k)
-    low = max(min(stats.median_ci_low, stats.median - half), 0.0)
-    high = max(stats.median_ci_high, stats.median + half)
-    return stats.model_copy(update={"median_ci_low": low, "median_ci_high": high})
+    meds = [p.median_ms for p in placements]
+    mean = statistics.fmean(meds)
+    half = t95(k - 1) * statistics.stdev(meds) / math.sqrt(k)
+    return stats.model_copy(update={"median": mean, "median_ci_low": max(mean - half, 0.0),
+                                    "median_ci_high": mean + half})

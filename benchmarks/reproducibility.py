@@ -94,6 +94,45 @@ def measure_wall(rec: Any, probe_builds: bool = False) -> float:
     return total
 
 
+def heuristic_only(args: argparse.Namespace, heur: list[dict[str, Any]],
+                   walls: list[float]) -> str:
+    """The heuristic target alone (``--only heuristic --md``): per case the spread of the P
+    processes' headline medians and, with placements, what the first placement alone (where
+    the build put the buffers, timed with 1/K of the budget) read in the same processes."""
+    names = [n for n in heur[0] if all(n in h and h[n].median_ms for h in heur)]
+    k = args.placements
+    head = ["case", "median µs", "spread %", "within 1 %"]
+    if k > 1:
+        head += ["placement spread % (median of processes)", "first placement only: spread %"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    ok = ok_first = 0
+    for n in names:
+        meds = [h[n].median_ms for h in heur]
+        sp = spread(meds)
+        ok += sp <= 1
+        cells = [n, f"{statistics.median(meds) * 1e3:.2f}", f"{sp:.2f}",
+                 "yes" if sp <= 1 else "**no**"]
+        if k > 1:
+            pl = [h[n].timing.placement_spread_pct for h in heur
+                  if h[n].timing and h[n].timing.placement_spread_pct is not None]
+            first = [h[n].timing.placements[0].median_ms for h in heur
+                     if h[n].timing and h[n].timing.placements]
+            sp1 = spread(first) if len(first) == len(heur) else float("nan")
+            ok_first += sp1 <= 1
+            cells += [f"{statistics.median(pl):.2f}" if pl else "n/a", f"{sp1:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    cmd = (f"python3 benchmarks/reproducibility.py --suite {args.suite} --processes "
+           f"{args.processes} --placements {k} --only heuristic")
+    out = [f"# Reproducibility under cuDNN's heuristics, {k} buffer placements per case", "",
+           f"Command: `{cmd}`", "",
+           f"- heuristic: cases whose {len(heur)} process medians lie within 1 % (target ≥ "
+           f"95 %): **{ok}/{len(names)}**"]
+    if k > 1:
+        out.append(f"- the same processes, first placement only: {ok_first}/{len(names)}")
+    out += [f"- wall per process: {', '.join(f'{w:.0f} s' for w in walls)}", "", *lines, ""]
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--suite", type=Path, default=ROOT / "suites" / "reproducibility.toml")
@@ -133,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
                 runs[mode].append(d)
                 walls[mode].append(w)
                 print(f"{mode} process {i + 1}: {w:.0f} s -> {d}", flush=True)
+    if args.only == "heuristic" and args.md:
+        md = heuristic_only(args, [load(d) for d in runs["heuristic"]], walls["heuristic"])
+        args.md.parent.mkdir(parents=True, exist_ok=True)
+        args.md.write_text(md)
+        print(md)
     if args.only:
         return 0
     rep_dir, w = run_once(suites["autotune"], out / "repeats",

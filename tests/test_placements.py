@@ -1,6 +1,7 @@
 """Buffer placements (``[timing] placements``): the budget split, the pooled samples, the
-interval widened over placements with exact numbers, the note where an engine cannot move its
-buffers, samples kept past the deadline, and the real CPU path (one placement, with a note)."""
+headline and its interval over placements with exact numbers, the note where an engine cannot
+move its buffers, samples kept past the deadline, and the real CPU path (one placement, with a
+note)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,12 @@ from helpers import case
 from bench.backends.base import Engine
 from bench.deadline import CaseDeadline, CaseTimeout
 from bench.errors import BenchError
-from bench.placements import measure_placements, placement_settings, spread_pct, widen
+from bench.placements import (
+    measure_placements,
+    over_placements,
+    placement_settings,
+    spread_pct,
+)
 from bench.record import Placement, Stats, TimingFacts
 from bench.repeats import pass_timing
 from bench.stats import t95
@@ -108,24 +114,23 @@ def test_samples_are_pooled_over_placements_and_each_placement_is_recorded() -> 
     assert spread_pct(placed.placements) == pytest.approx(30.0)
 
 
-def test_the_within_pass_interval_is_widened_to_cover_the_placements() -> None:
-    meds = [1.0, 1.1, 1.2, 1.3]
+def test_the_headline_is_the_mean_of_the_placement_medians_with_its_t_interval() -> None:
+    # two levels, as on the H200: three placements at 1.0 ms, one at 1.3 ms
+    meds = [1.0, 1.3, 1.0, 1.0]
     placements = [Placement(index=i, moved=i > 0, samples=10, median_ms=m)
                   for i, m in enumerate(meds)]
     samples = [m for m in meds for _ in range(10)]
     stats = Stats.of(samples)
-    wide = widen(stats, placements)
-    half = 3.182 * statistics.stdev(meds) / 2  # t(3) * s / sqrt(4) = 0.20540...
-    assert t95(3) == 3.182
-    assert wide.median == stats.median
-    assert wide.median_ci_low == pytest.approx(stats.median - half)
-    assert wide.median_ci_high == pytest.approx(stats.median + half)
-    assert half == pytest.approx(0.2054, abs=1e-4)
-    # one placement: unchanged; an order-statistic interval already wider is kept
-    assert widen(stats, placements[:1]) == stats
-    broad = stats.model_copy(update={"median_ci_low": 0.1, "median_ci_high": 5.0})
-    assert (widen(broad, placements).median_ci_low, widen(broad, placements).median_ci_high) \
-        == (0.1, 5.0)
+    assert stats.median == 1.0  # the pooled median sits on the lower level
+    over = over_placements(stats, placements)
+    half = 3.182 * statistics.stdev(meds) / 2  # t(3) * s / sqrt(4) = 0.2387
+    assert t95(3) == 3.182 and half == pytest.approx(0.2387, abs=1e-4)
+    assert over.median == pytest.approx(1.075)
+    assert over.median_ci_low == pytest.approx(1.075 - half)
+    assert over.median_ci_high == pytest.approx(1.075 + half)
+    # the other statistics stay the pooled samples'
+    assert (over.n, over.min, over.max, over.p90) == (40, 1.0, 1.3, stats.p90)
+    assert over_placements(stats, placements[:1]) == stats  # one placement: unchanged
 
 
 def test_an_engine_that_cannot_move_its_buffers_is_timed_at_one_placement_with_a_note() -> None:
@@ -184,7 +189,7 @@ def test_a_record_with_placements_says_its_interval_covers_them() -> None:
     rec.timing = TimingFacts.model_validate({
         **rec.timing.model_dump(), "placements": [
             {"index": i, "moved": i > 0, "samples": 3, "median_ms": 1.0} for i in range(4)]})
-    assert rec.interval is not None and rec.interval[2] == "within pass, over 4 placements"
+    assert rec.interval is not None and rec.interval[2] == "within pass, mean of 4 placements"
 
 
 def test_on_the_cpu_a_real_case_is_timed_at_one_placement_with_a_note() -> None:
