@@ -122,7 +122,8 @@ def heuristic_only(args: argparse.Namespace, heur: list[dict[str, Any]],
             cells += [f"{statistics.median(pl):.2f}" if pl else "n/a", f"{sp1:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
     cmd = (f"python3 benchmarks/reproducibility.py --suite {args.suite} --processes "
-           f"{args.processes} --placements {k} --only heuristic")
+           f"{args.processes} --placements {k} --only heuristic"
+           + (f" --filter \"{args.filter}\"" if args.filter else ""))
     out = [f"# Reproducibility under cuDNN's heuristics, {k} buffer placements per case", "",
            f"Command: `{cmd}`", "",
            f"- heuristic: cases whose {len(heur)} process medians lie within 1 % (target ≥ "
@@ -145,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--placements", type=int, default=1,
                     help="buffer placements per case in every run (K; with the repeats run's "
                          "R passes, ceil(K / R) per pass; bench.placements)")
+    ap.add_argument("--filter", help="convbench --filter expression: only these cases")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--md", type=Path, help="write the markdown table here too")
     ap.add_argument("--only", choices=["heuristic", "autotune"],
@@ -161,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text(suite_with(text, algo=mode))
         suites[mode] = path
     placed = ["--placements", str(args.placements)] if args.placements > 1 else []
+    if args.filter:
+        placed += ["--filter", args.filter]
     t_start = time.perf_counter()
     runs: dict[str, list[Path]] = {"heuristic": [], "autotune": []}
     walls: dict[str, list[float]] = {"heuristic": [], "autotune": [], "repeats": []}
