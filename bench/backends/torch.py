@@ -306,7 +306,6 @@ class TorchEngine(Engine):
         self._streams: dict[int, Any] = {}
         self._graphs: list[_TorchGraph] = []
         self._left: list[Any] = []  # buffers left behind by relocate(), and its spacers
-        self._pools: list[Any] = []  # relocate()'s memory pools, released after the tensors
 
     def _stream(self, stream: base.StreamLike | None) -> Any:
         torch = _torch()
@@ -378,13 +377,11 @@ class TorchEngine(Engine):
         return profile_kernels(lambda: self.enqueue(stream), sync, iters, cuda)
 
     def _relocate_impl(self, draw: int) -> bool:
-        """New copies of the input, weights and bias in a new ``torch.cuda.MemPool`` (its
-        own segments, so new device pages: copies in torch's usual pools land in the
-        segments already held, on the same pages), after two spacers of sizes drawn from
-        ``draw`` in steps of 512 bytes (the allocator's rounding): one under 1 MiB (torch's
-        small-tensor pool) and one of 1-20 MiB. The output and cuDNN's workspace move with
-        the next capture: a new CUDA graph allocates them from a new private pool (the old
-        graphs stay alive until close)."""
+        """New copies of the input, weights and bias after two spacers: one in torch's small
+        pool (under 1 MiB, where tensors of at most 1 MiB live) and one in its large pool, of
+        sizes drawn from ``draw`` in steps of 512 bytes (the allocator's rounding). The output
+        and cuDNN's workspace move with the next capture: a new CUDA graph allocates them
+        from a new private pool (the old graphs stay alive until close)."""
         if self.device != "cuda":
             return False
         import random
@@ -394,16 +391,12 @@ class TorchEngine(Engine):
         small = 512 * rng.randrange(1, 2048)  # 512 B .. 1 MiB - 512 B
         large = (1 << 20) + 512 * rng.randrange(1, 38 * 1024)  # 1 MiB .. 20 MiB
         dev = self._torch_device
-        pool = torch.cuda.MemPool() if hasattr(torch.cuda, "MemPool") else None
-        with (torch.cuda.use_mem_pool(pool, dev) if pool is not None
-              else contextlib.nullcontext()):
-            self._left += [torch.empty(small, dtype=torch.uint8, device=dev),
-                           torch.empty(large, dtype=torch.uint8, device=dev),
-                           self._x, self._w, self._b]
-            self._x = self._x.clone() if self._x is not None else None
-            self._w = self._w.clone()
-            self._b = self._b.clone() if self._b is not None else None
-        self._pools.append(pool)
+        self._left += [torch.empty(small, dtype=torch.uint8, device=dev),
+                       torch.empty(large, dtype=torch.uint8, device=dev),
+                       self._x, self._w, self._b]
+        self._x = self._x.clone() if self._x is not None else None
+        self._w = self._w.clone()
+        self._b = self._b.clone() if self._b is not None else None
         _wait_stream(torch.cuda.current_stream(dev))
         return True
 
@@ -413,5 +406,4 @@ class TorchEngine(Engine):
         self._graphs.clear()
         self._left.clear()
         self._x = self._out = self._w = self._b = None
-        self._pools.clear()
         self._streams.clear()
