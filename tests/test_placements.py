@@ -192,6 +192,29 @@ def test_a_record_with_placements_says_its_interval_covers_them() -> None:
     assert rec.interval is not None and rec.interval[2] == "within pass, mean of 4 placements"
 
 
+def test_tables_and_the_report_show_the_placements() -> None:
+    from helpers import record
+
+    from bench.report.render import _interval_lines
+    from bench.report.tables import records_frame
+
+    placed, plain = record(0), record(1)
+    assert placed.timing is not None
+    placed.timing = TimingFacts.model_validate({
+        **placed.timing.model_dump(), "placement_spread_pct": 4.0, "placements": [
+            {"index": i, "moved": i > 0, "samples": 3, "median_ms": 1.0 + i / 100}
+            for i in range(4)]})
+    df = records_frame([placed, plain])
+    assert df["placements"].tolist() == [4, 1]
+    assert df["placement_spread_pct"].iloc[0] == 4.0
+    assert df["interval_covers"].tolist() == ["within pass, mean of 4 placements",
+                                              "within pass"]
+    lines = _interval_lines(df)
+    assert any(line.startswith("`interval` (within pass, mean of K placements)")
+               for line in lines)
+    assert any(line.startswith("`interval` (within pass):") for line in lines)
+
+
 def test_on_the_cpu_a_real_case_is_timed_at_one_placement_with_a_note() -> None:
     pytest.importorskip("torch")
     from bench.backends.registry import get_backend

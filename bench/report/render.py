@@ -270,6 +270,13 @@ def _interval_lines(df: pd.DataFrame) -> list[str]:
         lines.append("`interval` (within pass): the 95 % confidence interval of the median of "
                      "one process's samples. It says nothing about another process or build, "
                      "which may select other kernels.")
+    placed = [c for c in covers if c.startswith("within pass, mean of")]
+    if placed:
+        lines.append("`interval` (within pass, mean of K placements): the case was timed at K "
+                     "places in device memory (`[timing] placements`); the median is the mean "
+                     "of the K placements' medians and the interval its 95 % confidence "
+                     "interval (t, K − 1 degrees of freedom). `placement_spread_pct` is how "
+                     "far the placements' medians lay apart.")
     if "between passes" in covers:
         n = int(df["passes"].max()) if "passes" in df else 0
         lines.append(f"`interval` (between passes): where another pass's median is expected — "

@@ -35,13 +35,15 @@ DTYPES = {
     **{c: "Int64" for c in ("case_index", "batch", "in_channels", "out_channels", "height",
                             "width", "groups", "workspace", "opt_level", "flops", "bias_flops",
                             "activation_flops", "bytes_min", "n_samples", "passes",
-                            "kernel_sets", "probes", "plan_bytes", "check_images", "check_batch",
-                            "iters_per_sample", "sm_clock_mhz", "calls", "iterations",
+                            "kernel_sets", "probes", "placements", "plan_bytes",
+                            "check_images", "check_batch", "iters_per_sample",
+                            "sm_clock_mhz", "calls", "iterations",
                             "pass_index", "sample_index")},
     **{c: "Float64" for c in ("intensity", "min_ms", "median_ms", "pass_median_ms", "mean_ms",
                               "p90_ms", "p95_ms", "p99_ms", "max_ms", "std_ms", "cov_frac",
                               "rse_frac", "median_ci_low_ms", "median_ci_high_ms",
                               "interval_low_ms", "interval_high_ms", "pass_spread_pct",
+                              "placement_spread_pct",
                               "tflops", "gbps", "build_s", "rel_err", "check_coverage_frac",
                               "wall_s", "peak_tflops", "bandwidth_gbps", "bound_ms",
                               "bound_pct", "share_frac", "total_ms", "ms")},
@@ -91,6 +93,9 @@ def _flatten(r: Record) -> dict[str, Any]:
     row.update(passes=a.passes if a else 1, pass_spread_pct=a.spread_pct if a else None,
                kernel_sets=len(a.kernel_sets) if a else None,
                probes=a.probes if a else sum(1 for p in r.probes if p.status == "ok"))
+    t = r.timing
+    row.update(placements=len(t.placements) or 1 if t else None,
+               placement_spread_pct=t.placement_spread_pct if t else None)
     row["tflops"] = sp.flops / med / 1e9 if med else None
     row["gbps"] = sp.bytes_min / med / 1e6 if med else None
     b = r.build
