@@ -79,10 +79,18 @@ def measure_placements(engine: Engine, make_source: Callable[[], SampleSource],
     info: dict[str, Any] = {}
     t0 = clock()
     for k in range(count):
-        if k and not engine.relocate(k):
-            note = (f"placements: this {engine.device.upper()} engine cannot move its "
-                    f"buffers; timed at 1 of {count} placements")
-            break
+        if k:
+            try:
+                moved = engine.relocate(k)
+            except Exception as e:  # noqa: BLE001 - out of memory, mostly: keep what was timed
+                note = (f"placements: moving the buffers for placement {k} failed "
+                        f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                        f"timed at {k} of {count} placements")
+                break
+            if not moved:
+                note = (f"placements: this {engine.device.upper()} engine cannot move its "
+                        f"buffers; timed at 1 of {count} placements")
+                break
         source = make_source()
         try:
             part = measure(source, placement_settings(settings, k, count), clock=clock,

@@ -42,14 +42,17 @@ class _Engine(Engine):
 
     device = "cuda"
 
-    def __init__(self, movable: bool = True) -> None:
+    def __init__(self, movable: bool = True, memory_for: int = 99) -> None:
         super().__init__(case().spec, None)  # type: ignore[arg-type]
         self.placement = 0
         self.movable = movable
+        self.memory_for = memory_for  # relocations that fit in device memory
         self.draws: list[int] = []
 
     def _relocate_impl(self, draw: int) -> bool:
         self.draws.append(draw)
+        if len(self.draws) > self.memory_for:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB\nmore text")
         if self.movable:
             self.placement = draw
         return self.movable
@@ -144,6 +147,19 @@ def test_an_engine_that_cannot_move_its_buffers_is_timed_at_one_placement_with_a
     assert [p.index for p in placed.placements] == [0]
     # the one placement was timed with a quarter of the budget: 0.1 s of 10 ms samples
     assert len(placed.samples.ms) == 10
+
+
+def test_a_relocation_out_of_memory_keeps_the_placements_timed_so_far() -> None:
+    clock, closed = _Clock(), []
+    engine = _Engine(memory_for=1)
+    placed = measure_placements(engine, lambda: _Source(engine, clock, closed), SETTINGS, 4,
+                                clock=clock)
+    assert engine.draws == [1, 2] and closed == [0, 1]
+    assert [p.median_ms for p in placed.placements] == [1.0, 1.1]
+    assert len(placed.samples.ms) == 20
+    assert placed.note == ("placements: moving the buffers for placement 2 failed "
+                           "(RuntimeError: CUDA out of memory. Tried to allocate 20.00 MiB); "
+                           "timed at 2 of 4 placements")
 
 
 def test_past_the_deadline_the_samples_of_every_placement_are_kept() -> None:
