@@ -9,20 +9,22 @@ draw of that spread, and its within-pass interval does not know it.
 
 With K placements the pass's timing budget is split K ways. Placement 0 is where the build
 put the buffers; before each later one ``Engine.relocate(k)`` moves the input, weights and
-bias to new device memory after spacers whose sizes follow from k (the same in every
-process), and a new timer is made (for the graph timer a new capture, whose output and
-workspace come from a new pool). Each placement is timed with ``warmup_s`` (the first) or
-``warmup_s / K`` (the others), ``min_time_s / K``, ``max_time_s / K`` and
-``ceil(min_samples / K)`` samples. The samples are pooled (``samples_ms``, and every statistic
-of them), but the pass's headline ``median`` is the mean of the K placements' medians and its
-within-pass interval is that mean's: ± t · s / √K, with s the standard deviation of the K
-placement medians (Student t, K − 1 degrees of freedom): placements are drawn at random
-(their physical pages differ between processes even where their offsets repeat), so this is
-the interval of the time averaged over placements. The record keeps every placement
-(``TimingFacts.placements``).
+bias to new device memory after spacers whose sizes follow from k, and a new timer is made
+(for the graph timer a new capture, whose output and workspace come from a new pool). Each
+placement is timed with ``warmup_s`` (the first) or ``warmup_s / K`` (the others),
+``min_time_s / K``, ``max_time_s / K`` and ``ceil(min_samples / K)`` samples. The samples are
+pooled: the pass's median is the median of all of them (so ``median`` is the median of
+``samples_ms``, as everywhere), and its within-pass interval is widened to cover the
+placements' spread: at least median ± t · s / √K, with s the standard deviation of the K
+placement medians (Student t, K − 1 degrees of freedom). The interval covers where buffers
+land within this process; on the H200 whole processes also shifted (by 0.4–1 µs in 2 of 24
+cases, ``benchmarks/results/reproducibility-heuristic-placements32-h200.md``), which it does
+not cover. The record keeps every placement (``TimingFacts.placements``).
 
-A CPU engine or an engine that cannot move its buffers is timed at one placement, with a
-note (``TimingFacts.placements_note``).
+An engine that cannot move its buffers (``Engine.movable`` False: the CPU timer, TensorRT)
+is timed at one placement with the whole budget and a note; if moving them fails later (out
+of device memory, mostly), the placements already timed are kept and the note says so
+(``TimingFacts.placements_note``).
 """
 
 from __future__ import annotations
@@ -71,33 +73,47 @@ def measure_placements(engine: Engine, make_source: Callable[[], SampleSource],
                        clock: Callable[[], float] = time.perf_counter) -> Placed:
     """Time ``engine`` at ``count`` placements (see the module doc); ``make_source`` makes a
     timer for the engine's current buffers (closed here after use). Past the deadline the
-    ``CaseTimeout`` carries the samples of every placement so far."""
+    ``CaseTimeout`` carries the samples of every placement so far; a stuck GPU
+    (``GpuStuck``) always propagates."""
+    from bench.gpu.cuda import GpuStuck
+
+    note: str | None = None
+    if count > 1 and not engine.movable:
+        note = (f"placements: this {engine.device.upper()} engine cannot move its buffers; "
+                f"timed at 1 of {count} placements")
+        count = 1
     pooled: list[float] = []
     placed: list[Placement] = []
     parts: list[Samples] = []
-    note: str | None = None
     info: dict[str, Any] = {}
     t0 = clock()
     for k in range(count):
-        if k:
-            try:
-                moved = engine.relocate(k)
-            except Exception as e:  # noqa: BLE001 - out of memory, mostly: keep what was timed
-                note = (f"placements: moving the buffers for placement {k} failed "
-                        f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-                        f"timed at {k} of {count} placements")
+        try:
+            if k and not engine.relocate(k):
+                note = (f"placements: this {engine.device.upper()} engine did not move its "
+                        f"buffers; timed at {k} of {count} placements")
                 break
-            if not moved:
-                note = (f"placements: this {engine.device.upper()} engine cannot move its "
-                        f"buffers; timed at 1 of {count} placements")
-                break
-        source = make_source()
+            source = make_source()
+        except (GpuStuck, CaseTimeout):
+            raise
+        except Exception as e:  # noqa: BLE001 - out of memory, mostly: keep what was timed
+            if not k:
+                raise
+            note = _failed(k, count, "moving the buffers for", e)
+            break
         try:
             part = measure(source, placement_settings(settings, k, count), clock=clock,
                            deadline=deadline)
         except CaseTimeout as e:
             e.samples = pooled + list(e.samples)
             raise
+        except GpuStuck:
+            raise
+        except Exception as e:  # noqa: BLE001
+            if not k:
+                raise
+            note = _failed(k, count, "timing", e)
+            break
         finally:
             close = getattr(source, "close", None)
             if close:
@@ -123,6 +139,12 @@ def measure_placements(engine: Engine, make_source: Callable[[], SampleSource],
     return Placed(samples, placed, note, info)
 
 
+def _failed(k: int, count: int, what: str, e: BaseException) -> str:
+    text = str(e).splitlines()[0] if str(e) else ""
+    return (f"placements: {what} placement {k} failed ({type(e).__name__}: {text}); timed at "
+            f"{k} of {count} placements")
+
+
 def spread_pct(placements: list[Placement]) -> float | None:
     """(max − min) / min of the placements' medians, in per cent (None below two)."""
     if len(placements) < 2:
@@ -131,18 +153,14 @@ def spread_pct(placements: list[Placement]) -> float | None:
     return (max(meds) - min(meds)) / min(meds) * 100.0
 
 
-def over_placements(stats: Stats, placements: list[Placement]) -> Stats:
-    """The pooled samples' statistics with the headline taken over the placements: ``median``
-    becomes the mean of the K placements' medians, and its interval mean ± t(K − 1) · s / √K
-    (s: the placement medians' standard deviation; Student t). Every other field stays the
-    pooled samples'. The mean, not the pooled median: placement times are often bimodal
-    (two levels about 2 % apart on the H200), and a median of a two-level mixture jumps
-    between the levels from one process to the next."""
+def widen(stats: Stats, placements: list[Placement]) -> Stats:
+    """The pooled samples' statistics with the median's interval widened to cover the
+    placements: at least median ± t(K − 1) · s / √K (s: the placement medians' standard
+    deviation); the pooled samples' own interval is kept where it is wider."""
     k = len(placements)
     if k < 2:
         return stats
-    meds = [p.median_ms for p in placements]
-    mean = statistics.fmean(meds)
-    half = t95(k - 1) * statistics.stdev(meds) / math.sqrt(k)
-    return stats.model_copy(update={"median": mean, "median_ci_low": max(mean - half, 0.0),
-                                    "median_ci_high": mean + half})
+    half = t95(k - 1) * statistics.stdev(p.median_ms for p in placements) / math.sqrt(k)
+    low = max(min(stats.median_ci_low, stats.median - half), 0.0)
+    high = max(stats.median_ci_high, stats.median + half)
+    return stats.model_copy(update={"median_ci_low": low, "median_ci_high": high})

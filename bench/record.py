@@ -65,8 +65,8 @@ class Check(_Model):
 
 class Stats(_Model):
     """Statistics of one pass's per-inference samples (ms); see ``bench.stats.Summary``.
-    With ``[timing] placements`` ≥ 2, ``median`` and its interval are over the placements:
-    the mean of the placements' medians, ± t · s / √K (``bench.placements``)."""
+    With ``[timing] placements`` ≥ 2 the samples are those of every placement and the
+    median's interval is widened over the placements (``bench.placements.widen``)."""
 
     n: Annotated[int, Field(ge=1)]
     min: Finite
@@ -263,7 +263,7 @@ class Record(_Model):
         if self.stats is not None:
             k = len(self.timing.placements) if self.timing is not None else 0
             return (self.stats.median_ci_low, self.stats.median_ci_high,
-                    f"within pass, mean of {k} placements" if k > 1 else "within pass")
+                    f"within pass, over {k} placements" if k > 1 else "within pass")
         return None
 
     @property

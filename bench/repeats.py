@@ -63,6 +63,13 @@ class PassLine(BaseModel):
     layers: LayerRow | None = None
 
 
+def pass_placements(placements: int, passes: int) -> int:
+    """Buffer placements per pass: ``ceil(K / N)``, but at least 3 where K is at least 3 (the
+    t interval of two placements is ±9 standard deviations)."""
+    per = math.ceil(placements / passes)
+    return max(per, 3) if placements >= 3 else per
+
+
 def pass_timing(timing: TimingConfig) -> TimingConfig:
     """The timing of one of ``timing.repeats`` passes: the budget divided between them."""
     n = timing.repeats
@@ -71,7 +78,7 @@ def pass_timing(timing: TimingConfig) -> TimingConfig:
              max_time_s=timing.max_time_s / n,
              fixed_time_s=getattr(timing, "fixed_time_s", 0.0) / n,
              profile_iters=math.ceil(timing.profile_iters / n) if timing.profile_iters else 0,
-             placements=math.ceil(getattr(timing, "placements", 1) / n))
+             placements=pass_placements(getattr(timing, "placements", 1), n))
     return TimingConfig.model_validate(d)
 
 

@@ -189,7 +189,7 @@ def time_step(engine: Engine, timing: TimingConfig, gpu: GpuSession | None,
     settings = timing.settings()
     flags = before_case(gpu if on_gpu else None)
     clocks_before = gpu.clocks() if on_gpu and gpu else None
-    from bench.placements import measure_placements, over_placements, spread_pct
+    from bench.placements import measure_placements, spread_pct, widen
 
     count = getattr(timing, "placements", 1)
     note = None
@@ -211,7 +211,7 @@ def time_step(engine: Engine, timing: TimingConfig, gpu: GpuSession | None,
     clocks = Clocks(before=clocks_before, after=clocks_after)
     flags += after_case(clocks, samples)
     return Timed(samples=samples, timing=TimingFacts.model_validate(facts),
-                 stats=over_placements(Stats.of(samples.ms), placed.placements), clocks=clocks,
+                 stats=widen(Stats.of(samples.ms), placed.placements), clocks=clocks,
                  flags=flags)
 
 

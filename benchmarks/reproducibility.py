@@ -94,6 +94,23 @@ def measure_wall(rec: Any, probe_builds: bool = False) -> float:
     return total
 
 
+def heuristic_cases(heur: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Per case, per process: the headline, its interval and the placements' medians (µs)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for n in heur[0]:
+        rows = []
+        for h in heur:
+            r = h.get(n)
+            if r is None or r.stats is None:
+                continue
+            rows.append({"headline_us": r.median_ms * 1e3,
+                         "ci_us": [r.stats.median_ci_low * 1e3, r.stats.median_ci_high * 1e3],
+                         "placements_us": [p.median_ms * 1e3 for p in r.timing.placements]
+                         if r.timing else []})
+        out[n] = rows
+    return out
+
+
 def heuristic_only(args: argparse.Namespace, heur: list[dict[str, Any]],
                    walls: list[float]) -> str:
     """The heuristic target alone (``--only heuristic --md``): per case the spread of the P
@@ -177,9 +194,13 @@ def main(argv: list[str] | None = None) -> int:
                 walls[mode].append(w)
                 print(f"{mode} process {i + 1}: {w:.0f} s -> {d}", flush=True)
     if args.only == "heuristic" and args.md:
-        md = heuristic_only(args, [load(d) for d in runs["heuristic"]], walls["heuristic"])
+        heur = [load(d) for d in runs["heuristic"]]
+        md = heuristic_only(args, heur, walls["heuristic"])
         args.md.parent.mkdir(parents=True, exist_ok=True)
         args.md.write_text(md)
+        args.md.with_suffix(".json").write_text(json.dumps(
+            {"placements": args.placements, "processes": len(heur),
+             "cases": heuristic_cases(heur)}, indent=0))
         print(md)
     if args.only:
         return 0

@@ -16,12 +16,8 @@ from helpers import case
 from bench.backends.base import Engine
 from bench.deadline import CaseDeadline, CaseTimeout
 from bench.errors import BenchError
-from bench.placements import (
-    measure_placements,
-    over_placements,
-    placement_settings,
-    spread_pct,
-)
+from bench.gpu.cuda import GpuStuck
+from bench.placements import measure_placements, placement_settings, spread_pct, widen
 from bench.record import Placement, Stats, TimingFacts
 from bench.repeats import pass_timing
 from bench.stats import t95
@@ -42,20 +38,27 @@ class _Engine(Engine):
 
     device = "cuda"
 
-    def __init__(self, movable: bool = True, memory_for: int = 99) -> None:
+    def __init__(self, movable: bool = True, memory_for: int = 99,
+                 stuck: bool = False) -> None:
         super().__init__(case().spec, None)  # type: ignore[arg-type]
         self.placement = 0
-        self.movable = movable
+        self._movable = movable
         self.memory_for = memory_for  # relocations that fit in device memory
+        self.stuck = stuck  # the GPU hangs in the first relocation
         self.draws: list[int] = []
+
+    @property
+    def movable(self) -> bool:
+        return self._movable
 
     def _relocate_impl(self, draw: int) -> bool:
         self.draws.append(draw)
+        if self.stuck:
+            raise GpuStuck("cuStreamSynchronize", "GPU_STUCK", "no progress in 60 s")
         if len(self.draws) > self.memory_for:
             raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB\nmore text")
-        if self.movable:
-            self.placement = draw
-        return self.movable
+        self.placement = draw
+        return True
 
     def _set_input_impl(self, x: np.ndarray) -> None: ...
 
@@ -117,36 +120,67 @@ def test_samples_are_pooled_over_placements_and_each_placement_is_recorded() -> 
     assert spread_pct(placed.placements) == pytest.approx(30.0)
 
 
-def test_the_headline_is_the_mean_of_the_placement_medians_with_its_t_interval() -> None:
-    # two levels, as on the H200: three placements at 1.0 ms, one at 1.3 ms
-    meds = [1.0, 1.3, 1.0, 1.0]
+def test_the_median_is_the_pooled_samples_and_its_interval_covers_the_placements() -> None:
+    meds = [1.0, 1.1, 1.2, 1.3]
     placements = [Placement(index=i, moved=i > 0, samples=10, median_ms=m)
                   for i, m in enumerate(meds)]
     samples = [m for m in meds for _ in range(10)]
     stats = Stats.of(samples)
-    assert stats.median == 1.0  # the pooled median sits on the lower level
-    over = over_placements(stats, placements)
-    half = 3.182 * statistics.stdev(meds) / 2  # t(3) * s / sqrt(4) = 0.2387
-    assert t95(3) == 3.182 and half == pytest.approx(0.2387, abs=1e-4)
-    assert over.median == pytest.approx(1.075)
-    assert over.median_ci_low == pytest.approx(1.075 - half)
-    assert over.median_ci_high == pytest.approx(1.075 + half)
-    # the other statistics stay the pooled samples'
-    assert (over.n, over.min, over.max, over.p90) == (40, 1.0, 1.3, stats.p90)
-    assert over_placements(stats, placements[:1]) == stats  # one placement: unchanged
+    wide = widen(stats, placements)
+    half = 3.182 * statistics.stdev(meds) / 2  # t(3) * s / sqrt(4) = 0.20540...
+    assert t95(3) == 3.182 and half == pytest.approx(0.2054, abs=1e-4)
+    assert wide.median == stats.median == pytest.approx(1.15)  # the pooled samples' median
+    assert wide.median_ci_low == pytest.approx(1.15 - half)
+    assert wide.median_ci_high == pytest.approx(1.15 + half)
+    # one placement: unchanged; an order-statistic interval already wider is kept
+    assert widen(stats, placements[:1]) == stats
+    broad = stats.model_copy(update={"median_ci_low": 0.1, "median_ci_high": 5.0})
+    assert (widen(broad, placements).median_ci_low, widen(broad, placements).median_ci_high) \
+        == (0.1, 5.0)
 
 
-def test_an_engine_that_cannot_move_its_buffers_is_timed_at_one_placement_with_a_note() -> None:
+def test_an_engine_that_cannot_move_its_buffers_gets_one_placement_and_the_whole_budget(
+        ) -> None:
     clock, closed = _Clock(), []
     engine = _Engine(movable=False)
     placed = measure_placements(engine, lambda: _Source(engine, clock, closed), SETTINGS, 4,
                                 clock=clock)
-    assert engine.draws == [1] and closed == [0]
+    assert engine.draws == [] and closed == [0]  # never asked to move
     assert placed.note == ("placements: this CUDA engine cannot move its buffers; timed at 1 "
                            "of 4 placements")
-    assert [p.index for p in placed.placements] == [0]
-    # the one placement was timed with a quarter of the budget: 0.1 s of 10 ms samples
-    assert len(placed.samples.ms) == 10
+    assert placed.placements == []
+    # the whole budget: min_time 0.4 s of 10 ms samples
+    assert len(placed.samples.ms) == 40
+
+
+def test_a_stuck_gpu_while_moving_the_buffers_stops_the_case() -> None:
+    clock, closed = _Clock(), []
+    engine = _Engine(stuck=True)
+    with pytest.raises(GpuStuck):
+        measure_placements(engine, lambda: _Source(engine, clock, closed), SETTINGS, 4,
+                           clock=clock)
+    assert closed == [0]
+
+
+def test_a_timer_that_fails_at_a_later_placement_keeps_those_timed() -> None:
+    clock, closed = _Clock(), []
+    engine = _Engine()
+
+    def make() -> _Source:
+        if engine.placement == 3:
+            raise RuntimeError("CUDA out of memory (graph capture)")
+        return _Source(engine, clock, closed)
+
+    placed = measure_placements(engine, make, SETTINGS, 4, clock=clock)
+    assert [p.index for p in placed.placements] == [0, 1, 2] and len(placed.samples.ms) == 30
+    assert placed.note == ("placements: moving the buffers for placement 3 failed "
+                           "(RuntimeError: CUDA out of memory (graph capture)); timed at 3 of "
+                           "4 placements")
+    # the first placement's failure is the case's, as without placements
+    engine0 = _Engine()
+    with pytest.raises(RuntimeError):
+        measure_placements(engine0, lambda: (_ for _ in ()).throw(RuntimeError("x")),
+                           SETTINGS, 4, clock=clock)
 
 
 def test_a_relocation_out_of_memory_keeps_the_placements_timed_so_far() -> None:
@@ -185,6 +219,10 @@ def test_placements_are_a_suite_key_and_a_flag_and_repeats_share_them() -> None:
                         '[[cases]]\nin_channels = 4\nout_channels = 4\nheight = 8\nwidth = 8\n')
     assert suite.timing.placements == 8
     assert pass_timing(suite.timing).placements == 3  # ceil(8 / 3)
+    from bench.repeats import pass_placements
+
+    # at least 3 per pass where 3 or more were asked for: t(1) would make the interval ±9 s
+    assert [pass_placements(k, 3) for k in (1, 2, 3, 4, 7, 16)] == [1, 1, 3, 3, 3, 6]
     assert TimingConfig().placements == 1  # the default: where the build put the buffers
     with pytest.raises(BenchError, match="placements"):
         parse_suite('name = "p"\n[timing]\nplacements = 0\n[[cases]]\nin_channels = 4\n'
@@ -205,7 +243,7 @@ def test_a_record_with_placements_says_its_interval_covers_them() -> None:
     rec.timing = TimingFacts.model_validate({
         **rec.timing.model_dump(), "placements": [
             {"index": i, "moved": i > 0, "samples": 3, "median_ms": 1.0} for i in range(4)]})
-    assert rec.interval is not None and rec.interval[2] == "within pass, mean of 4 placements"
+    assert rec.interval is not None and rec.interval[2] == "within pass, over 4 placements"
 
 
 def test_tables_and_the_report_show_the_placements() -> None:
@@ -223,12 +261,43 @@ def test_tables_and_the_report_show_the_placements() -> None:
     df = records_frame([placed, plain])
     assert df["placements"].tolist() == [4, 1]
     assert df["placement_spread_pct"].iloc[0] == 4.0
-    assert df["interval_covers"].tolist() == ["within pass, mean of 4 placements",
+    assert df["interval_covers"].tolist() == ["within pass, over 4 placements",
                                               "within pass"]
     lines = _interval_lines(df)
-    assert any(line.startswith("`interval` (within pass, mean of K placements)")
+    assert any(line.startswith("`interval` (within pass, over K placements)")
                for line in lines)
     assert any(line.startswith("`interval` (within pass):") for line in lines)
+
+
+def test_time_step_records_the_placements_and_widens_the_interval(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.contention
+    import bench.runner
+    from bench.placements import widen as widen_stats
+
+    clock, closed = _Clock(), []
+    engine = _Engine()
+    monkeypatch.setattr(bench.runner, "_source",
+                        lambda *a, **k: _Source(engine, clock, closed))
+    monkeypatch.setattr(bench.contention, "before_case", lambda gpu: [])
+    monkeypatch.setattr(bench.contention, "after_case", lambda clocks, samples: [])
+
+    class _Gpu:
+        def clocks(self) -> None:
+            return None
+
+    timing = TimingConfig(placements=4, warmup_s=0.2, min_samples=10, min_time_s=0.4,
+                          max_time_s=8.0)
+    timed = bench.runner.time_step(engine, timing, _Gpu())  # type: ignore[arg-type]
+    t = timed.timing
+    assert [p.median_ms for p in t.placements] == [1.0, 1.1, pytest.approx(1.2),
+                                                   pytest.approx(1.3)]
+    assert t.placement_spread_pct == pytest.approx(30.0) and t.placements_note is None
+    # (time_step times with the real clock: the counts follow the host's speed)
+    assert t.source["placement"] == 0
+    assert len(timed.samples.ms) == sum(p.samples for p in t.placements)
+    assert timed.stats == widen_stats(Stats.of(timed.samples.ms), t.placements)
+    assert timed.stats.median_ci_high - timed.stats.median > 0.2  # t(3) * s / 2 = 0.205
 
 
 def test_on_the_cpu_a_real_case_is_timed_at_one_placement_with_a_note() -> None:

@@ -154,6 +154,12 @@ class Engine(ABC):
         self._check_open()
         return self._layer_profile_impl(stream, iters)
 
+    @property
+    def movable(self) -> bool:
+        """Whether ``relocate`` can move this engine's buffers (False: ``[timing] placements``
+        times it at one placement, with the whole budget)."""
+        return False
+
     def relocate(self, draw: int) -> bool:
         """Move the engine's device buffers (input, weights, bias; output and workspace where
         the engine owns them) to device memory this engine has not used, after spacers whose
@@ -161,7 +167,8 @@ class Engine(ABC):
         behind are kept until ``close``, so a new one cannot land where an old one was. False:
         this engine cannot move its buffers (nothing changed). Where a small case's buffers
         sit in device memory moves its time by a few per cent (H200,
-        benchmarks/results/placement-h200.md); ``[timing] placements`` samples several."""
+        benchmarks/results/placement-h200.md); ``[timing] placements`` samples several.
+        Engines that can override ``movable`` too."""
         self._check_open()
         return self._relocate_impl(draw)
 

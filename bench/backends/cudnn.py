@@ -576,6 +576,10 @@ class CudnnEngine(Engine):
         return profile_kernels(lambda: self.enqueue(s), s.sync,  # type: ignore[attr-defined]
                                iters, cuda=True)
 
+    @property
+    def movable(self) -> bool:
+        return True
+
     def _relocate_impl(self, draw: int) -> bool:
         """New buffers for the input, weights, bias, output and workspace after a spacer of
         512 B .. 2 MiB drawn from ``draw``; the contents are copied over. ``cuMemAlloc``

@@ -376,12 +376,18 @@ class TorchEngine(Engine):
 
         return profile_kernels(lambda: self.enqueue(stream), sync, iters, cuda)
 
+    @property
+    def movable(self) -> bool:
+        return self.device == "cuda"
+
     def _relocate_impl(self, draw: int) -> bool:
         """New copies of the input, weights and bias after two spacers: one in torch's small
         pool (under 1 MiB, where tensors of at most 1 MiB live) and one in its large pool, of
-        sizes drawn from ``draw`` in steps of 512 bytes (the allocator's rounding). The output
-        and cuDNN's workspace move with the next capture: a new CUDA graph allocates them
-        from a new private pool (the old graphs stay alive until close)."""
+        sizes drawn from ``draw`` in steps of 512 bytes (the allocator's rounding). The old
+        tensors are held until close, so the copies land elsewhere. With the graph timer the
+        output and cuDNN's workspace move too: the next capture allocates them from a new
+        private pool (each timer resets its graph when it closes, so that pool's memory may
+        be reused by a later one)."""
         if self.device != "cuda":
             return False
         import random

@@ -270,13 +270,14 @@ def _interval_lines(df: pd.DataFrame) -> list[str]:
         lines.append("`interval` (within pass): the 95 % confidence interval of the median of "
                      "one process's samples. It says nothing about another process or build, "
                      "which may select other kernels.")
-    placed = [c for c in covers if c.startswith("within pass, mean of")]
+    placed = [c for c in covers if c.startswith("within pass, over")]
     if placed:
-        lines.append("`interval` (within pass, mean of K placements): the case was timed at K "
-                     "places in device memory (`[timing] placements`); the median is the mean "
-                     "of the K placements' medians and the interval its 95 % confidence "
-                     "interval (t, K − 1 degrees of freedom). `placement_spread_pct` is how "
-                     "far the placements' medians lay apart.")
+        lines.append("`interval` (within pass, over K placements): the case was timed at K "
+                     "places in device memory (`[timing] placements`), the median is that of "
+                     "all their samples, and the interval is widened to at least ± t · s / √K "
+                     "(s: the placements' medians' standard deviation). It covers where the "
+                     "buffers land in this process, not a shift of a whole process. "
+                     "`placement_spread_pct` is how far the placements' medians lay apart.")
     if "between passes" in covers:
         n = int(df["passes"].max()) if "passes" in df else 0
         lines.append(f"`interval` (between passes): where another pass's median is expected — "

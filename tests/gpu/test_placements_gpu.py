@@ -1,7 +1,6 @@
 """Buffer placements on a real GPU: torch and cuDNN engines move their buffers to new device
 memory and still compute the right output; a sweep with ``placements = 4`` times every case
-at four placements, pools their samples and reports the mean of the placements' medians with
-its t interval.
+at four placements, pools their samples and widens the within-pass interval over them.
 
 Marked ``gpu``. On the H200: ``python3 -m pytest -m gpu tests/gpu/test_placements_gpu.py``.
 """
@@ -81,11 +80,10 @@ def test_a_case_is_timed_at_four_placements(name: str, gpu: Any) -> None:
     from bench.stats import t95
 
     half = t95(3) * statistics.stdev(meds) / 2
-    assert st.median == pytest.approx(statistics.fmean(meds))
-    assert (st.median_ci_low, st.median_ci_high) == (pytest.approx(st.median - half),
-                                                     pytest.approx(st.median + half))
-    assert rec.interval is not None and rec.interval[2] == "within pass, mean of 4 placements"
-    print(f"\n{name}: placements {[round(m * 1e3, 3) for m in meds]} µs, mean "
+    assert st.median_ci_low <= st.median - half + 1e-12
+    assert st.median_ci_high >= st.median + half - 1e-12
+    assert rec.interval is not None and rec.interval[2] == "within pass, over 4 placements"
+    print(f"\n{name}: placements {[round(m * 1e3, 3) for m in meds]} µs, pooled median "
           f"{st.median * 1e3:.3f} µs, interval {st.median_ci_low * 1e3:.3f}-"
           f"{st.median_ci_high * 1e3:.3f} µs, spread {t.placement_spread_pct:.2f} %")
 
