@@ -43,6 +43,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 
 class CaseTimeout(BaseException):  # noqa: N818 - named like KeyboardInterrupt, not an error
@@ -52,6 +53,7 @@ class CaseTimeout(BaseException):  # noqa: N818 - named like KeyboardInterrupt, 
         super().__init__(step, elapsed_s, limit_s)
         self.step, self.elapsed_s, self.limit_s = step, elapsed_s, limit_s
         self.samples: list[float] = []  # ms per inference of the samples taken (timing step)
+        self.placements: list[Any] = []  # the buffer placements timed in full before it
 
     def __str__(self) -> str:
         return (f"case_timeout_s = {self.limit_s:g} s reached in step {self.step} after "

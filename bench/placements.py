@@ -106,6 +106,7 @@ def measure_placements(engine: Engine, make_source: Callable[[], SampleSource],
                            deadline=deadline)
         except CaseTimeout as e:
             e.samples = pooled + list(e.samples)
+            e.placements = list(placed)
             raise
         except GpuStuck:
             raise

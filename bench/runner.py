@@ -369,7 +369,9 @@ def measure_case(case: Case, backend: Backend, timing: TimingConfig, gpu: GpuSes
         if e.samples and not rec.samples_ms:  # the samples taken before the limit
             rec.samples_ms = list(e.samples)
             rec.stats = Stats.of(rec.samples_ms) if len(rec.samples_ms) >= 2 else None
-        kept = f"; its {len(rec.samples_ms)} sample(s) are kept" if rec.samples_ms else ""
+        since = (f", from {len(e.placements) + 1} buffer placements" if e.placements else "")
+        kept = (f"; its {len(rec.samples_ms)} sample(s){since} are kept" if rec.samples_ms
+                else "")
         rec.error = f"{e}{kept}"
     except (KeyboardInterrupt, BenchError):
         raise

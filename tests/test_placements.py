@@ -212,6 +212,7 @@ def test_past_the_deadline_the_samples_of_every_placement_are_kept() -> None:
     assert ms[:20] == [1.0] * 10 + [1.1] * 10  # placements 0 and 1 in full
     assert len(ms) > 20 and all(x == pytest.approx(1.2) for x in ms[20:])
     assert closed == [0, 1, 2]  # the interrupted placement's timer was closed too
+    assert [p.index for p in e.value.placements] == [0, 1]  # timed in full before the limit
 
 
 def test_placements_are_a_suite_key_and_a_flag_and_repeats_share_them() -> None:
