@@ -191,23 +191,19 @@ def time_step(engine: Engine, timing: TimingConfig, gpu: GpuSession | None,
     clocks_before = gpu.clocks() if on_gpu and gpu else None
     from bench.placements import measure_placements, spread_pct, widen
 
-    count = getattr(timing, "placements", 1)
-    note = None
-    if count > 1 and not on_gpu:
-        note = f"placements: host timing on the CPU; timed at 1 of {count} placements"
-        count = 1
     with nvtx_range("measure"), _profiler_range(profiler_range and on_gpu):
         placed = measure_placements(
             engine, lambda: _source(engine, mode, timing.l2, gpu if on_gpu else None,
-                                    settings), settings, count, deadline)
+                                    settings), settings, getattr(timing, "placements", 1),
+            deadline)
     samples: Samples = placed.samples
     samples.l2 = timing.l2 if on_gpu else "n/a"
     clocks_after = gpu.clocks() if on_gpu and gpu else None
     facts = {k: v for k, v in samples.to_json().items() if k != "ms"}
     facts["source"] = placed.source_info
     facts.update(placements=[p.model_dump() for p in placed.placements],
-                 placements_note=placed.note or note,
-                 placement_spread_pct=spread_pct(placed.placements))
+                 placements_note=placed.note,
+                 placement_spread_pct=spread_pct([p.median_ms for p in placed.placements]))
     clocks = Clocks(before=clocks_before, after=clocks_after)
     flags += after_case(clocks, samples)
     return Timed(samples=samples, timing=TimingFacts.model_validate(facts),
@@ -369,7 +365,9 @@ def measure_case(case: Case, backend: Backend, timing: TimingConfig, gpu: GpuSes
         if e.samples and not rec.samples_ms:  # the samples taken before the limit
             rec.samples_ms = list(e.samples)
             rec.stats = Stats.of(rec.samples_ms) if len(rec.samples_ms) >= 2 else None
-        since = (f", from {len(e.placements) + 1} buffer placements" if e.placements else "")
+        # the placements timed in full, and the one the limit cut short if it had samples
+        n = len(e.placements) + (len(rec.samples_ms) > sum(p.samples for p in e.placements))
+        since = f", from {n} buffer placements" if n > 1 else ""
         kept = (f"; its {len(rec.samples_ms)} sample(s){since} are kept" if rec.samples_ms
                 else "")
         rec.error = f"{e}{kept}"

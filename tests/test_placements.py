@@ -51,14 +51,13 @@ class _Engine(Engine):
     def movable(self) -> bool:
         return self._movable
 
-    def _relocate_impl(self, draw: int) -> bool:
+    def _relocate_impl(self, draw: int) -> None:
         self.draws.append(draw)
         if self.stuck:
             raise GpuStuck("cuStreamSynchronize", "GPU_STUCK", "no progress in 60 s")
         if len(self.draws) > self.memory_for:
             raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB\nmore text")
         self.placement = draw
-        return True
 
     def _set_input_impl(self, x: np.ndarray) -> None: ...
 
@@ -117,7 +116,7 @@ def test_samples_are_pooled_over_placements_and_each_placement_is_recorded() -> 
     # warm-up: 0.2 s, then 0.05 s three times, in whole 10 ms calls (each loop may take one
     # more call than the exact sum as the float clock adds up)
     assert 0.35 - 1e-9 <= placed.samples.warmup_s <= 0.35 + 0.04 + 1e-9
-    assert spread_pct(placed.placements) == pytest.approx(30.0)
+    assert spread_pct([p.median_ms for p in placed.placements]) == pytest.approx(30.0)
 
 
 def test_the_median_is_the_pooled_samples_and_its_interval_covers_the_placements() -> None:
@@ -149,6 +148,8 @@ def test_an_engine_that_cannot_move_its_buffers_gets_one_placement_and_the_whole
     assert placed.note == ("placements: this CUDA engine cannot move its buffers; timed at 1 "
                            "of 4 placements")
     assert placed.placements == []
+    with pytest.raises(RuntimeError, match="this CUDA engine cannot move its buffers"):
+        engine.relocate(1)  # asked directly, it refuses instead of pretending
     # the whole budget: min_time 0.4 s of 10 ms samples
     assert len(placed.samples.ms) == 40
 
@@ -312,7 +313,7 @@ def test_on_the_cpu_a_real_case_is_timed_at_one_placement_with_a_note() -> None:
     rec, _ = measure_case(case(0), get_backend("torch"), timing, None, None)
     assert rec.status == "ok", rec.error
     assert rec.timing is not None and rec.timing.placements == []
-    assert rec.timing.placements_note == ("placements: host timing on the CPU; timed at 1 of "
-                                          "4 placements")
+    assert rec.timing.placements_note == ("placements: this CPU engine cannot move its "
+                                          "buffers; timed at 1 of 4 placements")
     assert rec.interval is not None and rec.interval[2] == "within pass"
     assert math.isfinite(rec.stats.median)  # type: ignore[union-attr]

@@ -160,17 +160,18 @@ class Engine(ABC):
         times it at one placement, with the whole budget)."""
         return False
 
-    def relocate(self, draw: int) -> bool:
+    def relocate(self, draw: int) -> None:
         """Move the engine's device buffers (input, weights, bias; output and workspace where
         the engine owns them) to device memory this engine has not used, after spacers whose
         sizes follow from ``draw``; the next enqueue or capture uses them. The buffers left
-        behind are kept until ``close``, so a new one cannot land where an old one was. False:
-        this engine cannot move its buffers (nothing changed). Where a small case's buffers
-        sit in device memory moves its time by a few per cent (H200,
-        benchmarks/results/placement-h200.md); ``[timing] placements`` samples several.
-        Engines that can override ``movable`` too."""
+        behind are kept until ``close``, so a new one cannot land where an old one was. Only
+        for a ``movable`` engine. Where a small case's buffers sit in device memory moves its
+        time by a few per cent (H200, benchmarks/results/placement-h200.md);
+        ``[timing] placements`` samples several."""
         self._check_open()
-        return self._relocate_impl(draw)
+        if not self.movable:
+            raise RuntimeError(f"this {self.device.upper()} engine cannot move its buffers")
+        self._relocate_impl(draw)
 
     def close(self) -> None:
         if not self._closed:
@@ -203,8 +204,9 @@ class Engine(ABC):
     def _layer_profile_impl(self, stream: StreamLike | None, iters: int) -> list[LayerTime]:
         return []
 
-    def _relocate_impl(self, draw: int) -> bool:
-        return False
+    def _relocate_impl(self, draw: int) -> None:
+        """Engines whose ``movable`` is True implement this."""
+        raise NotImplementedError
 
     def _close_impl(self) -> None:
         return None

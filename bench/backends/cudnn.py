@@ -580,7 +580,7 @@ class CudnnEngine(Engine):
     def movable(self) -> bool:
         return True
 
-    def _relocate_impl(self, draw: int) -> bool:
+    def _relocate_impl(self, draw: int) -> None:
         """New buffers for the input, weights, bias, output and workspace after a spacer of
         512 B .. 2 MiB drawn from ``draw``; the contents are copied over. ``cuMemAlloc``
         cannot hand out memory still held, and the old buffers are held until close."""
@@ -599,7 +599,6 @@ class CudnnEngine(Engine):
             self._ws = self._device.alloc(self._ws.nbytes)
         s.sync()
         self._pack = {t: self._bufs[key].ptr for key, t in self._tensors.items()}
-        return True
 
     def _close_impl(self) -> None:
         # the graph before the handle it was built with; buffers after the last execution

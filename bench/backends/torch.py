@@ -380,7 +380,7 @@ class TorchEngine(Engine):
     def movable(self) -> bool:
         return self.device == "cuda"
 
-    def _relocate_impl(self, draw: int) -> bool:
+    def _relocate_impl(self, draw: int) -> None:
         """New copies of the input, weights and bias after two spacers: one in torch's small
         pool (under 1 MiB, where tensors of at most 1 MiB live) and one in its large pool, of
         sizes drawn from ``draw`` in steps of 512 bytes (the allocator's rounding). The old
@@ -388,8 +388,6 @@ class TorchEngine(Engine):
         output and cuDNN's workspace move too: the next capture allocates them from a new
         private pool (each timer resets its graph when it closes, so that pool's memory may
         be reused by a later one)."""
-        if self.device != "cuda":
-            return False
         import random
 
         torch = _torch()
@@ -404,7 +402,6 @@ class TorchEngine(Engine):
         self._w = self._w.clone()
         self._b = self._b.clone() if self._b is not None else None
         _wait_stream(torch.cuda.current_stream(dev))
-        return True
 
     def _close_impl(self) -> None:
         for g in self._graphs:
