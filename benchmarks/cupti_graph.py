@@ -1,0 +1,238 @@
+#!/usr/bin/env python
+"""The multi-kernel reference without per-kernel tracing: CUPTI's graph-level trace.
+
+``fidelity.py`` judges multi-kernel cases against CUPTI's kernel activity (through
+torch.profiler / kineto) recorded on replays of the timed graph. On the H200 the event timer
+read those same traced replays within +0.1 to +0.4 % of CUPTI's span, but the traced replays
+themselves ran 0.6-4.7 % slower than untraced ones (``fidelity-placements-h200.md``): with
+kernel activity on, CUPTI times every node, and the gaps between kernels grow. So the kernel
+trace checks the timer on perturbed replays only.
+
+This script takes a second CUPTI reference that does not time the kernels one by one:
+``CUPTI_ACTIVITY_KIND_GRAPH_TRACE`` (through NVIDIA's ``cupti-python``), one record per graph
+launch, device start to device end. Per case, in one process and without kineto (CUPTI keeps
+one activity client per process on drivers before r610):
+
+1. build the case (torch backend, cuDNN heuristics as in ``fidelity.py``), time it with the
+   graph timer of ``convbench run`` (warm L2; the suite's ``[timing]``): **graph µs**;
+2. ``--replays`` more blocked replays of the same graph with the graph trace on: **CUPTI
+   graph µs** = median over replays of (end − start) / K inferences, and **traced µs**, the
+   event timer's reading of those same replays;
+3. the graph timed again, untraced: **after µs** (drift between steps 1 and 3).
+
+err % = (graph − CUPTI graph) / CUPTI graph. Target (issue 13): multi-kernel cases ±2 %.
+Writes ``--out`` (.md and .json). Needs a CUDA GPU, torch and ``cupti-python`` (its major
+and minor version at most the driver's CUDA version).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+for _p in (ROOT, ROOT / "benchmarks"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+#: multi-kernel cases within this of the CUPTI graph trace meet the issue's target
+TARGET_PCT = 2.0
+
+
+class Trace:
+    """CUPTI activity of ``kind`` (``"GRAPH_TRACE"`` or ``"CONCURRENT_KERNEL"``) around a
+    block: ``with Trace(kind) as t: ...`` then ``t.records``, (start ns, end ns) of each graph
+    launch or kernel, in order of start. Registers its buffer callbacks once per process."""
+
+    _registered = False
+    _records: list[tuple[int, int, int]] = []
+
+    def __init__(self, kind: str) -> None:
+        from cupti import cupti
+
+        self._cupti = cupti
+        self._kind = getattr(cupti.ActivityKind, kind)
+        self.records: list[tuple[int, int]] = []
+
+    @classmethod
+    def _completed(cls, activities: list[Any]) -> None:
+        for a in activities:
+            cls._records.append((int(a.kind), int(a.start), int(a.end)))
+
+    def __enter__(self) -> Trace:
+        cupti = self._cupti
+        if not Trace._registered:
+            cupti.activity_register_callbacks(lambda: (8 << 20, 0), Trace._completed)
+            Trace._registered = True
+        Trace._records.clear()
+        cupti.activity_enable(self._kind)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        cupti = self._cupti
+        try:
+            cupti.activity_flush_all(1)
+        finally:
+            cupti.activity_disable(self._kind)
+        kind = int(self._kind)
+        self.records = sorted((s, e) for k, s, e in Trace._records if k == kind)
+
+
+def kernels_per_inference(engine: Any, stream: Any, calls: int = 3) -> float:
+    """Kernels one eager inference launches, from CUPTI's kernel activity."""
+    engine.enqueue(stream)
+    stream.sync()
+    with Trace("CONCURRENT_KERNEL") as t:
+        for _ in range(calls):
+            engine.enqueue(stream)
+        stream.sync()
+    return len(t.records) / calls
+
+
+def traced_replays(source: Callable[[], float], replays: int) -> dict[str, Any]:
+    """``replays`` calls of a graph source (each one blocked replay of K inferences, returning
+    the event timer's ms) under the graph trace. Per inference, medians over the replays."""
+    k = source.iters_per_sample  # type: ignore[attr-defined]
+    with Trace("GRAPH_TRACE") as trace:
+        timed = [source() for _ in range(replays)]
+    got = [e - s for s, e in trace.records]
+    if len(got) != replays:
+        raise RuntimeError(f"CUPTI reported {len(got)} graph launches for {replays} replays")
+    return {"cupti_us": statistics.median(got) / 1e3 / k,
+            "cupti_min_us": min(got) / 1e3 / k, "cupti_max_us": max(got) / 1e3 / k,
+            "traced_us": statistics.median(timed) * 1e3, "replays": replays,
+            "iters_per_sample": k}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--suite", default=str(ROOT / "suites" / "fidelity.toml"))
+    p.add_argument("--filter", default=None)
+    p.add_argument("--replays", type=int, default=20)
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+
+    from bench.gpu import cuda
+
+    reason = cuda.unavailable_reason()
+    if reason:
+        print(f"cupti_graph: needs a CUDA GPU: {reason}", file=sys.stderr)
+        return 2
+    try:
+        from cupti import cupti  # noqa: F401
+    except ImportError as e:
+        print(f"cupti_graph: needs cupti-python (pip install cupti-python): {e}",
+              file=sys.stderr)
+        return 2
+    from fidelity import case_spec
+
+    from bench.backends.registry import get_backend
+    from bench.gpu.timers import make_source
+    from bench.plan import select_cases
+    from bench.reference import make_data
+    from bench.stats import summarize
+    from bench.suite import load_suite
+    from bench.timing import measure
+
+    suite = load_suite(args.suite)
+    settings = suite.timing.settings()
+    backend = get_backend("torch")
+    device = cuda.Device(0)
+    stream = device.stream()
+    rows: list[dict[str, Any]] = []
+    t_start = time.perf_counter()
+    for case in select_cases(suite, args.filter):
+        spec = case_spec(case)
+        engine = backend.build(spec, make_data(spec))
+        try:
+            source = make_source(engine, stream, "graph", "warm", None)
+            try:
+                graph = summarize(measure(source, settings).ms).median * 1e3
+                row: dict[str, Any] = {"case": case.name, "graph_us": graph}
+                try:
+                    row.update(traced_replays(source, args.replays))
+                except Exception as e:  # noqa: BLE001 - keep the case's timer numbers
+                    row["error"] = f"{type(e).__name__}: {e}"
+                row["after_us"] = summarize(measure(source, settings).ms).median * 1e3
+            finally:
+                source.close()
+            try:
+                row["kernels"] = kernels_per_inference(engine, stream)
+            except Exception as e:  # noqa: BLE001
+                row["kernels"] = None
+                row.setdefault("error", f"kernel count: {type(e).__name__}: {e}")
+        finally:
+            engine.close()
+        c = row.get("cupti_us")
+        row["err_pct"] = None if not c else (graph - c) / c * 100.0
+        row["traced_err_pct"] = None if not c else (row["traced_us"] - c) / c * 100.0
+        row["drift_pct"] = (row["after_us"] - graph) / graph * 100.0
+        rows.append(row)
+        print(f"{case.name:<28} graph {graph:9.2f} µs  CUPTI graph "
+              f"{c if c else float('nan'):9.2f} µs  err {row['err_pct'] or float('nan'):+6.2f} %"
+              f"  traced {row.get('traced_us', float('nan')):9.2f}  after "
+              f"{row['after_us']:9.2f}  {row.get('error', '')}", flush=True)
+    stream.close()
+    total = time.perf_counter() - t_start
+    write(args, rows, device.info.name, total, argv)
+    return 0
+
+
+def _f(x: float | None, fmt: str = "{:.2f}") -> str:
+    return "n/a" if x is None else fmt.format(x)
+
+
+def summary(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """One line per group of cases: how many lie within ``TARGET_PCT`` of the CUPTI graph
+    trace, and the worst."""
+    out = []
+    for what, keep in (("multi-kernel cases ≥ 50 µs (as fidelity.py judges)",
+                        lambda r: (r.get("kernels") or 0) > 1 and r["graph_us"] >= 50),
+                       ("multi-kernel cases", lambda r: (r.get("kernels") or 0) > 1),
+                       ("all cases", lambda r: True)):
+        judged = [r for r in rows if r.get("err_pct") is not None and keep(r)]
+        ok = [r for r in judged if abs(r["err_pct"]) <= TARGET_PCT]
+        worst = max(judged, key=lambda r: abs(r["err_pct"])) if judged else None
+        out.append(f"- {what}, graph vs CUPTI graph trace within ±{TARGET_PCT:g} %: "
+                   f"{len(ok)}/{len(judged)}; worst "
+                   + (f"{worst['err_pct']:+.2f} % ({worst['case']})" if worst else "n/a"))
+    return out
+
+
+def write(args: argparse.Namespace, rows: list[dict[str, Any]], gpu: str, total: float,
+          argv: Sequence[str] | None) -> None:
+    head = ["case", "kernels", "graph µs", "CUPTI graph µs (min-max)", "err %", "traced µs",
+            "traced err %", "after µs", "drift %", "K"]
+    lines = [f"# CUPTI graph-level trace as the reference ({gpu})", "",
+             f"Command: `benchmarks/cupti_graph.py {' '.join(argv or sys.argv[1:])}`; "
+             f"total {total:.0f} s. Graph timer of `convbench run` (warm L2, cuDNN "
+             "heuristics, torch backend); CUPTI graph = `CUPTI_ACTIVITY_KIND_GRAPH_TRACE` "
+             f"(device end − start of each of {args.replays} blocked replays) / K, median; "
+             "traced = the event timer's reading of those replays; after = the graph timed "
+             "again untraced. err % = (graph − CUPTI graph) / CUPTI graph.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lines.append("| " + " | ".join([
+            r["case"], _f(r.get("kernels"), "{:g}"), _f(r["graph_us"]),
+            f"{_f(r.get('cupti_us'))} ({_f(r.get('cupti_min_us'))}–{_f(r.get('cupti_max_us'))})"
+            if r.get("cupti_us") else f"n/a ({r.get('error', '')})",
+            _f(r["err_pct"], "{:+.2f}"), _f(r.get("traced_us")),
+            _f(r["traced_err_pct"], "{:+.2f}"), _f(r["after_us"]),
+            _f(r["drift_pct"], "{:+.2f}"), str(r.get("iters_per_sample", "n/a"))]) + " |")
+    lines += ["", *summary(rows)]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    args.out.with_suffix(".json").write_text(json.dumps(
+        {"gpu": gpu, "replays": args.replays, "rows": rows, "total_s": total}, indent=1),
+        encoding="utf-8")
+    print("\n".join(lines[-3:]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

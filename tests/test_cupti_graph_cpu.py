@@ -1,0 +1,160 @@
+"""benchmarks/cupti_graph.py on a machine without a GPU: the CUPTI graph-trace reference's
+bookkeeping (records in, per-inference numbers out) against a stand-in for ``cupti`` that
+hands back records as CUPTI's buffer callback would, and the target lines with exact numbers.
+The CUPTI path itself runs only on a GPU (benchmarks/results/cupti-graph-h200.md)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+GRAPH, KERNEL = 10, 20
+
+
+class FakeCupti:
+    """Queues records while a kind is enabled; ``activity_flush_all`` hands them to the
+    registered completion callback, as CUPTI does."""
+
+    ActivityKind = SimpleNamespace(GRAPH_TRACE=GRAPH, CONCURRENT_KERNEL=KERNEL)
+
+    def __init__(self) -> None:
+        self.enabled: set[int] = set()
+        self.pending: list[SimpleNamespace] = []
+        self.completed = None
+        self.registrations = 0
+
+    def activity_register_callbacks(self, requested, completed) -> None:  # noqa: ANN001
+        assert requested() == (8 << 20, 0)
+        self.completed = completed
+        self.registrations += 1
+
+    def activity_enable(self, kind: int) -> None:
+        self.enabled.add(kind)
+
+    def activity_disable(self, kind: int) -> None:
+        self.enabled.discard(kind)
+
+    def activity_flush_all(self, flag: int) -> None:
+        assert self.completed is not None
+        self.completed(self.pending)
+        self.pending = []
+
+    def emit(self, kind: int, start: int, end: int) -> None:
+        if kind in self.enabled:
+            self.pending.append(SimpleNamespace(kind=kind, start=start, end=end))
+
+
+@pytest.fixture()
+def fake() -> Iterator[FakeCupti]:
+    f = FakeCupti()
+    pkg = types.ModuleType("cupti")
+    pkg.cupti = f  # type: ignore[attr-defined]
+    saved = sys.modules.get("cupti")
+    sys.modules["cupti"] = pkg
+    try:
+        yield f
+    finally:
+        if saved is None:
+            sys.modules.pop("cupti", None)
+        else:
+            sys.modules["cupti"] = saved
+
+
+@pytest.fixture()
+def cg(fake: FakeCupti) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("convbench_cupti_graph",
+                                                  ROOT / "benchmarks" / "cupti_graph.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+class Source:
+    """A graph source of K inferences per replay: each call 'replays' the graph (one graph
+    record of ``replay_ns`` device time) and returns the event timer's ms per inference."""
+
+    def __init__(self, fake: FakeCupti, k: int, replay_ns: list[int], event_ms: list[float],
+                 kernels_per_replay: int = 0) -> None:
+        self.fake, self.iters_per_sample = fake, k
+        self.replay_ns, self.event_ms = list(replay_ns), list(event_ms)
+        self.kernels = kernels_per_replay
+        self.t = 1_000_000
+
+    def __call__(self) -> float:
+        d = self.replay_ns.pop(0)
+        self.fake.emit(GRAPH, self.t, self.t + d)
+        for i in range(self.kernels):
+            self.fake.emit(KERNEL, self.t + i, self.t + i + 1)
+        self.t += d + 5_000
+        return self.event_ms.pop(0)
+
+
+def test_graph_trace_gives_per_inference_medians_of_the_replays(cg: ModuleType,
+                                                                 fake: FakeCupti) -> None:
+    # K = 4 inferences per replay; device durations 400, 404, 440 ns per replay
+    src = Source(fake, 4, [400_000, 404_000, 440_000], [0.1010, 0.1020, 0.1100])
+    got = cg.traced_replays(src, 3)
+    assert got["cupti_us"] == pytest.approx(101.0)  # 404 µs / 4
+    assert got["cupti_min_us"] == pytest.approx(100.0)
+    assert got["cupti_max_us"] == pytest.approx(110.0)
+    assert got["traced_us"] == pytest.approx(102.0)  # the event timer's median, µs/inference
+    assert got["iters_per_sample"] == 4 and got["replays"] == 3
+    assert fake.enabled == set()  # the trace is off again
+
+
+def test_graph_trace_ignores_other_kinds_and_registers_callbacks_once(
+        cg: ModuleType, fake: FakeCupti) -> None:
+    src = Source(fake, 2, [200_000] * 4, [0.1] * 4, kernels_per_replay=3)
+    fake.enabled.add(KERNEL)  # someone else's kernel records in the same buffers
+    a = cg.traced_replays(src, 2)
+    b = cg.traced_replays(src, 2)
+    assert a["cupti_us"] == b["cupti_us"] == pytest.approx(100.0)
+    assert fake.registrations == 1
+
+
+def test_a_missing_graph_record_is_an_error_not_a_number(cg: ModuleType,
+                                                         fake: FakeCupti) -> None:
+    class Lossy(Source):
+        def __call__(self) -> float:  # the second replay's record is dropped
+            ms = super().__call__()
+            if len(self.replay_ns) == 1:
+                fake.pending.pop()
+            return ms
+
+    with pytest.raises(RuntimeError, match="CUPTI reported 2 graph launches for 3 replays"):
+        cg.traced_replays(Lossy(fake, 1, [10_000] * 3, [0.01] * 3), 3)
+
+
+def test_kernels_per_inference_counts_kernel_records(cg: ModuleType, fake: FakeCupti) -> None:
+    class Engine:
+        def enqueue(self, stream: object) -> None:
+            for i in range(4):
+                fake.emit(KERNEL, i, i + 1)
+
+    stream = SimpleNamespace(sync=lambda: None)
+    assert cg.kernels_per_inference(Engine(), stream, calls=3) == 4.0
+
+
+def test_summary_judges_multi_kernel_cases_of_at_least_50_us(cg: ModuleType) -> None:
+    rows = [
+        {"case": "one-kernel", "kernels": 1, "graph_us": 80.0, "err_pct": 3.0},
+        {"case": "small-multi", "kernels": 4, "graph_us": 20.0, "err_pct": -2.5},
+        {"case": "big-multi-ok", "kernels": 4, "graph_us": 120.0, "err_pct": -1.5},
+        {"case": "big-multi-off", "kernels": 5, "graph_us": 60.0, "err_pct": 2.01},
+        {"case": "no-trace", "kernels": 4, "graph_us": 70.0, "err_pct": None},
+    ]
+    assert cg.summary(rows) == [
+        "- multi-kernel cases ≥ 50 µs (as fidelity.py judges), graph vs CUPTI graph trace "
+        "within ±2 %: 1/2; worst +2.01 % (big-multi-off)",
+        "- multi-kernel cases, graph vs CUPTI graph trace within ±2 %: 1/3; worst -2.50 % "
+        "(small-multi)",
+        "- all cases, graph vs CUPTI graph trace within ±2 %: 1/4; worst +3.00 % (one-kernel)",
+    ]
