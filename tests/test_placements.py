@@ -317,3 +317,73 @@ def test_on_the_cpu_a_real_case_is_timed_at_one_placement_with_a_note() -> None:
                                           "buffers; timed at 1 of 4 placements")
     assert rec.interval is not None and rec.interval[2] == "within pass"
     assert math.isfinite(rec.stats.median)  # type: ignore[union-attr]
+
+
+# --- the cuDNN backend's relocation is all or nothing ------------------------------------------
+class _Buf:
+    def __init__(self, dev: _Device, nbytes: int) -> None:
+        self.dev, self.nbytes, self.ptr = dev, nbytes, dev.next_ptr
+        dev.next_ptr += max(nbytes, 512)
+        self.data: bytes = b""
+        self.closed = False
+
+    def copy_from(self, other: _Buf, stream: object) -> None:
+        self.data = other.data
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _Device:
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.next_ptr, self.calls, self.fail_at = 0x1000, 0, fail_at
+        self.made: list[_Buf] = []
+
+    def alloc(self, nbytes: int) -> _Buf:
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("cuMemAlloc: CUDA_ERROR_OUT_OF_MEMORY")
+        b = _Buf(self, nbytes)
+        self.made.append(b)
+        return b
+
+
+def _cudnn_engine(fail_at: int | None) -> Any:
+    from bench.backends.cudnn import CudnnEngine
+
+    dev = _Device()
+    eng = CudnnEngine(case().spec, None, None, dev)  # type: ignore[arg-type]
+    eng._own_stream = type("S", (), {"sync": lambda self: None})()
+    for key, n in (("x", 4096), ("w", 1024), ("y", 8192)):
+        eng._bufs[key] = dev.alloc(n)
+        eng._bufs[key].data = key.encode()
+    eng._ws = dev.alloc(2048)
+    eng._tensors = {"x": "tx", "w": "tw", "y": "ty"}
+    eng._pack = {t: eng._bufs[k].ptr for k, t in eng._tensors.items()}
+    dev.fail_at, dev.calls = fail_at, 0
+    return eng, dev
+
+
+def test_cudnn_relocation_moves_every_buffer_and_keeps_the_old_ones_until_close() -> None:
+    eng, dev = _cudnn_engine(fail_at=None)
+    old = dict(eng._bufs)
+    eng._relocate_impl(3)
+    assert all(eng._bufs[k] is not old[k] and eng._bufs[k].data == old[k].data for k in old)
+    assert eng._pack == {"tx": eng._bufs["x"].ptr, "tw": eng._bufs["w"].ptr,
+                         "ty": eng._bufs["y"].ptr}
+    assert not any(b.closed for b in dev.made)  # the old ones held: no reuse of their memory
+    assert len(eng._left) == 1 + 3 + 1  # the spacer, three buffers, the old workspace
+
+
+@pytest.mark.parametrize("fail_at", [1, 3, 5])  # the spacer, a buffer, the workspace
+def test_cudnn_relocation_that_runs_out_of_memory_leaves_the_engine_as_it_was(
+        fail_at: int) -> None:
+    eng, dev = _cudnn_engine(fail_at=fail_at)
+    bufs, pack, ws = dict(eng._bufs), dict(eng._pack), eng._ws
+    before = list(dev.made)
+    with pytest.raises(RuntimeError, match="OUT_OF_MEMORY"):
+        eng._relocate_impl(3)
+    assert eng._bufs == bufs and eng._pack == pack and eng._ws is ws and eng._left == []
+    new = [b for b in dev.made if b not in before]
+    assert len(new) == fail_at - 1 and all(b.closed for b in new)  # nothing leaks
+    assert not any(b.closed for b in before)

@@ -583,21 +583,39 @@ class CudnnEngine(Engine):
     def _relocate_impl(self, draw: int) -> None:
         """New buffers for the input, weights, bias, output and workspace after a spacer of
         512 B .. 2 MiB drawn from ``draw``; the contents are copied over. ``cuMemAlloc``
-        cannot hand out memory still held, and the old buffers are held until close."""
+        cannot hand out memory still held, and the old buffers are held until close. All or
+        nothing: if an allocation or copy fails (out of memory), the new buffers are freed and
+        the engine keeps the old ones."""
         import random
 
         s = self._own_stream
         s.sync()
-        self._left.append(self._device.alloc(512 * random.Random(draw).randrange(1, 4096)))
-        for key, old in list(self._bufs.items()):
-            new = self._device.alloc(old.nbytes)
-            new.copy_from(old, s)
-            self._bufs[key] = new
-            self._left.append(old)
+        made: list[Any] = []
+        try:
+            made.append(self._device.alloc(512 * random.Random(draw).randrange(1, 4096)))
+            bufs = {}
+            for key, old in self._bufs.items():
+                new = self._device.alloc(old.nbytes)
+                made.append(new)
+                new.copy_from(old, s)
+                bufs[key] = new
+            ws = None
+            if self._ws is not None:
+                ws = self._device.alloc(self._ws.nbytes)
+                made.append(ws)
+            s.sync()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                s.sync()  # no copy may still write into a buffer freed here
+            for buf in made:
+                with contextlib.suppress(Exception):
+                    buf.close()
+            raise
+        self._left += [made[0], *self._bufs.values()]
         if self._ws is not None:
             self._left.append(self._ws)
-            self._ws = self._device.alloc(self._ws.nbytes)
-        s.sync()
+            self._ws = ws
+        self._bufs = bufs
         self._pack = {t: self._bufs[key].ptr for key, t in self._tensors.items()}
 
     def _close_impl(self) -> None:
