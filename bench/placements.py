@@ -10,7 +10,8 @@ draw of that spread, and its within-pass interval does not know it.
 With K placements the pass's timing budget is split K ways. Placement 0 is where the build
 put the buffers; before each later one ``Engine.relocate(k)`` moves the input, weights and
 bias to new device memory after spacers whose sizes follow from k, and a new timer is made
-(for the graph timer a new capture, whose output and workspace come from a new pool). Each
+(for the graph timer a new capture, whose output and workspace come from a new pool, of as
+many inferences as the first placement's: the replay is sized once). Each
 placement is timed with ``warmup_s`` (the first) or ``warmup_s / K`` (the others),
 ``min_time_s / K``, ``max_time_s / K`` and ``ceil(min_samples / K)`` samples. The samples are
 pooled: the pass's median is the median of all of them (so ``median`` is the median of
@@ -67,12 +68,14 @@ class Placed:
     source_info: dict[str, Any]
 
 
-def measure_placements(engine: Engine, make_source: Callable[[], SampleSource],
+def measure_placements(engine: Engine, make_source: Callable[[int | None], SampleSource],
                        settings: TimingSettings, count: int,
                        deadline: CaseDeadline | None = None,
                        clock: Callable[[], float] = time.perf_counter) -> Placed:
-    """Time ``engine`` at ``count`` placements (see the module doc); ``make_source`` makes a
-    timer for the engine's current buffers (closed here after use). Past the deadline the
+    """Time ``engine`` at ``count`` placements (see the module doc); ``make_source(iters)``
+    makes a timer for the engine's current buffers (closed here after use): ``iters`` is None
+    for the first placement, then the first one's inferences per sample, which the later
+    timers keep (the graph timer does not size its replay again). Past the deadline the
     ``CaseTimeout`` carries the samples of every placement so far; a stuck GPU
     (``GpuStuck``) always propagates."""
     from bench.gpu.cuda import GpuStuck
@@ -91,7 +94,7 @@ def measure_placements(engine: Engine, make_source: Callable[[], SampleSource],
         try:
             if k:
                 engine.relocate(k)
-            source = make_source()
+            source = make_source(parts[0].iters_per_sample if parts else None)
         except (GpuStuck, CaseTimeout):
             raise
         except Exception as e:  # noqa: BLE001 - out of memory, mostly: keep what was timed

@@ -117,7 +117,7 @@ def _profiler_range(enabled: bool) -> Iterator[None]:
 
 # --- one case: four steps ----------------------------------------------------------------------
 def _source(engine: Engine, mode: str, l2: str, gpu: GpuSession | None,
-            settings: TimingSettings) -> SampleSource:
+            settings: TimingSettings, iters: int | None = None) -> SampleSource:
     if engine.device == "cpu":
         return HostSource(lambda: engine.enqueue(None), settings.min_sample_s)
     assert gpu is not None
@@ -131,7 +131,7 @@ def _source(engine: Engine, mode: str, l2: str, gpu: GpuSession | None,
         return HostSource(run, settings.min_sample_s)
     from bench.gpu.timers import make_source
 
-    return make_source(engine, gpu.stream, mode, l2, gpu.flusher)
+    return make_source(engine, gpu.stream, mode, l2, gpu.flusher, iters)
 
 
 def build_step(case: Case, backend: Backend, ctx: BuildContext) -> tuple[Engine, ConvData]:
@@ -193,8 +193,9 @@ def time_step(engine: Engine, timing: TimingConfig, gpu: GpuSession | None,
 
     with nvtx_range("measure"), _profiler_range(profiler_range and on_gpu):
         placed = measure_placements(
-            engine, lambda: _source(engine, mode, timing.l2, gpu if on_gpu else None,
-                                    settings), settings, getattr(timing, "placements", 1),
+            engine, lambda iters: _source(engine, mode, timing.l2, gpu if on_gpu else None,
+                                          settings, iters), settings,
+            getattr(timing, "placements", 1),
             deadline)
     samples: Samples = placed.samples
     samples.l2 = timing.l2 if on_gpu else "n/a"

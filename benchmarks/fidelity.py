@@ -463,13 +463,14 @@ def measure_pass(cases: Sequence[Any], stream: Any, flusher: Any, settings: Any,
                         if key == "graph" and placements > 1:
                             source.close()  # the placements make their own timers
 
-                            def make(engine: Any = engine, mode: str = mode,
-                                     l2: str = l2) -> Any:
-                                return make_source(engine, stream, mode, l2, flusher)
+                            def make(iters: int | None, engine: Any = engine,
+                                     mode: str = mode, l2: str = l2) -> Any:
+                                return make_source(engine, stream, mode, l2, flusher, iters)
 
                             placed = measure_placements(engine, make, settings, placements)
                             samples = placed.samples
-                            source = make()  # for the trace below, at the last placement
+                            # for the trace below, at the last placement
+                            source = make(samples.iters_per_sample)
                         else:
                             samples = measure(source, settings)
                     wall_s = time.perf_counter() - t1  # the trace below is not convbench's

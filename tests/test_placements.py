@@ -101,7 +101,7 @@ def test_the_budget_is_split_between_placements_and_the_first_keeps_the_warmup()
 def test_samples_are_pooled_over_placements_and_each_placement_is_recorded() -> None:
     clock, closed = _Clock(), []
     engine = _Engine()
-    placed = measure_placements(engine, lambda: _Source(engine, clock, closed), SETTINGS, 4,
+    placed = measure_placements(engine, lambda _: _Source(engine, clock, closed), SETTINGS, 4,
                                 clock=clock)
     assert engine.draws == [1, 2, 3]  # placement 0 is where the build put the buffers
     assert closed == [0, 1, 2, 3]  # every timer closed after its placement
@@ -142,7 +142,7 @@ def test_an_engine_that_cannot_move_its_buffers_gets_one_placement_and_the_whole
         ) -> None:
     clock, closed = _Clock(), []
     engine = _Engine(movable=False)
-    placed = measure_placements(engine, lambda: _Source(engine, clock, closed), SETTINGS, 4,
+    placed = measure_placements(engine, lambda _: _Source(engine, clock, closed), SETTINGS, 4,
                                 clock=clock)
     assert engine.draws == [] and closed == [0]  # never asked to move
     assert placed.note == ("placements: this CUDA engine cannot move its buffers; timed at 1 "
@@ -158,16 +158,28 @@ def test_a_stuck_gpu_while_moving_the_buffers_stops_the_case() -> None:
     clock, closed = _Clock(), []
     engine = _Engine(stuck=True)
     with pytest.raises(GpuStuck):
-        measure_placements(engine, lambda: _Source(engine, clock, closed), SETTINGS, 4,
+        measure_placements(engine, lambda _: _Source(engine, clock, closed), SETTINGS, 4,
                            clock=clock)
     assert closed == [0]
+
+
+def test_later_placements_keep_the_first_placements_inferences_per_sample() -> None:
+    clock, closed, asked = _Clock(), [], []
+    engine = _Engine()
+
+    def make(iters: int | None) -> _Source:
+        asked.append(iters)
+        return _Source(engine, clock, closed)
+
+    measure_placements(engine, make, SETTINGS, 4, clock=clock)
+    assert asked == [None, 5, 5, 5]  # sized once, at the first placement (_Source: 5)
 
 
 def test_a_timer_that_fails_at_a_later_placement_keeps_those_timed() -> None:
     clock, closed = _Clock(), []
     engine = _Engine()
 
-    def make() -> _Source:
+    def make(iters: int | None) -> _Source:
         if engine.placement == 3:
             raise RuntimeError("CUDA out of memory (graph capture)")
         return _Source(engine, clock, closed)
@@ -180,14 +192,14 @@ def test_a_timer_that_fails_at_a_later_placement_keeps_those_timed() -> None:
     # the first placement's failure is the case's, as without placements
     engine0 = _Engine()
     with pytest.raises(RuntimeError):
-        measure_placements(engine0, lambda: (_ for _ in ()).throw(RuntimeError("x")),
+        measure_placements(engine0, lambda _: (_ for _ in ()).throw(RuntimeError("x")),
                            SETTINGS, 4, clock=clock)
 
 
 def test_a_relocation_out_of_memory_keeps_the_placements_timed_so_far() -> None:
     clock, closed = _Clock(), []
     engine = _Engine(memory_for=1)
-    placed = measure_placements(engine, lambda: _Source(engine, clock, closed), SETTINGS, 4,
+    placed = measure_placements(engine, lambda _: _Source(engine, clock, closed), SETTINGS, 4,
                                 clock=clock)
     assert engine.draws == [1, 2] and closed == [0, 1]
     assert [p.median_ms for p in placed.placements] == [1.0, 1.1]
@@ -207,7 +219,7 @@ def test_past_the_deadline_the_samples_of_every_placement_are_kept() -> None:
                 raise CaseTimeout("timing", clock.t, 1.0)
 
     with pytest.raises(CaseTimeout) as e:
-        measure_placements(engine, lambda: _Source(engine, clock, closed), SETTINGS, 4,
+        measure_placements(engine, lambda _: _Source(engine, clock, closed), SETTINGS, 4,
                            _Deadline(None), clock=clock)
     ms = e.value.samples
     assert ms[:20] == [1.0] * 10 + [1.1] * 10  # placements 0 and 1 in full

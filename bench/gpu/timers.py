@@ -243,22 +243,32 @@ class GraphSource(_EventSource):
 
     def __init__(self, engine: Engine, stream: Stream, l2: str, flusher: L2Flusher | None,
                  target_ms: float = TARGET_REPLAY_MS, max_iters: int = MAX_ITERS,
-                 wait_timeout_s: float | None = None, unblocked_because: str = "") -> None:
+                 wait_timeout_s: float | None = None, unblocked_because: str = "",
+                 iters: int | None = None) -> None:
         """``wait_timeout_s``: how long one replay's wait may last (None: the GPU wait
         timeout); ``unblocked_because``: replays are not held until queued, for this reason
-        (recorded with the samples)."""
+        (recorded with the samples); ``iters``: inferences per replay, given (a later buffer
+        placement keeps the first one's, ``bench.placements``) instead of sized here from an
+        eager probe and a replay."""
         super().__init__(engine, stream, l2, flusher)
         self.wait_timeout_s = wait_timeout_s
         self._graph: Graph | None = None
         self._blocker: _Blocker | None = None
         try:
             self._blocker = _Blocker(stream, unblocked_because)
-            probe_ms = self._eager_probe()
-            iters = 1 if l2 == "cold" else iters_for(probe_ms, target_ms, max_iters)
+            given = iters is not None and iters > 0
+            if given:
+                probe_ms = None
+                self.engine.enqueue(stream)  # lazy initialisation outside the capture
+                self._sync()
+            else:
+                probe_ms = self._eager_probe()
+                iters = 1 if l2 == "cold" else iters_for(probe_ms, target_ms, max_iters)
+            assert iters is not None
             self._graph = self._capture(iters)
             # the first replays also settle whether the blocker works here
             replay_ms = min(self._replay_ms() for _ in range(3))
-            if l2 == "warm" and iters < max_iters:
+            if l2 == "warm" and iters < max_iters and not given:
                 # the eager probe includes host launch overhead; a replay shows the GPU time
                 better = iters_for(replay_ms / iters, target_ms, max_iters)
                 if better > iters * 1.2:
@@ -336,10 +346,11 @@ class GraphSource(_EventSource):
 
 
 def make_source(engine: Engine, stream: Any, mode: str, l2: str,
-                flusher: L2Flusher | None) -> SampleSource:
-    """A sample source for ``bench.timing.measure``; call its ``close()`` when done."""
+                flusher: L2Flusher | None, iters: int | None = None) -> SampleSource:
+    """A sample source for ``bench.timing.measure``; call its ``close()`` when done.
+    ``iters``: the graph timer's inferences per replay, where already known."""
     if mode == "graph":
-        return GraphSource(engine, stream, l2, flusher)
+        return GraphSource(engine, stream, l2, flusher, iters=iters)
     if mode == "events":
         return EventsSource(engine, stream, l2, flusher)
     raise ValueError(f"GPU timer mode must be 'graph' or 'events', got {mode!r}")

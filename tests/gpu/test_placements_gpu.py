@@ -74,6 +74,9 @@ def test_a_case_is_timed_at_four_placements(name: str, gpu: Any) -> None:
     t, st = rec.timing, rec.stats
     assert t is not None and st is not None
     assert [p.index for p in t.placements] == [0, 1, 2, 3] and t.placements_note is None
+    # the replay is sized once: the later placements keep the first one's inferences
+    assert len({p.iters_per_sample for p in t.placements}) == 1
+    assert t.placements[0].iters_per_sample == rec.timing.iters_per_sample > 1
     assert sum(p.samples for p in t.placements) == st.n == len(rec.samples_ms)
     meds = [p.median_ms for p in t.placements]
     assert t.placement_spread_pct == pytest.approx((max(meds) - min(meds)) / min(meds) * 100)
