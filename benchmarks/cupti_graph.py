@@ -28,10 +28,12 @@ and minor version at most the driver's CUDA version).
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import statistics
 import sys
 import time
+import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,115 @@ for _p in (ROOT, ROOT / "benchmarks"):
 TARGET_PCT = 2.0
 
 
+class CuptiCtypes:
+    """The few CUPTI activity calls this script makes, straight from ``libcupti`` through
+    ctypes, with the names and record handling of ``cupti-python`` (``activity_enable``,
+    ``activity_register_callbacks``, ``activity_flush_all``; records handed to the completion
+    callback with ``kind``, ``start`` and ``end``). A fallback: on the H200 the first run
+    through cupti-python 13.0.1 died with a segmentation fault. Only the graph-trace record's
+    timestamps are read (``CUpti_ActivityGraphTrace2``: kind u32, correlationId u32, start u64
+    at byte 8, end u64 at byte 16, as in ``cupti_activity.h`` of CUDA 13.0); other records
+    carry their kind only."""
+
+    ActivityKind = types.SimpleNamespace(CONCURRENT_KERNEL=10, GRAPH_TRACE=51)
+    _SUCCESS, _MAX_LIMIT_REACHED = 0, 12
+
+    def __init__(self, path: str | None = None) -> None:
+        self._lib = ctypes.CDLL(path or _libcupti_path())
+        self._lib.cuptiActivityGetNextRecord.argtypes = [
+            ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_void_p)]
+        self._buffers: dict[int, Any] = {}
+        self._keep: list[Any] = []
+
+    def _check(self, what: str, rc: int) -> None:
+        if rc != self._SUCCESS:
+            raise RuntimeError(f"{what} returned CUPTI error {rc}")
+
+    def activity_register_callbacks(self, requested: Callable[[], tuple[int, int]],
+                                    completed: Callable[[list[Any]], None]) -> None:
+        self._check("cuptiActivityRegisterCallbacks",
+                    self._lib.cuptiActivityRegisterCallbacks(*self.thunks(requested,
+                                                                          completed)))
+
+    def thunks(self, requested: Callable[[], tuple[int, int]],
+               completed: Callable[[list[Any]], None]) -> tuple[Any, Any]:
+        """The C callbacks CUPTI calls: buffer requested, buffer completed (kept alive)."""
+        req_t = ctypes.CFUNCTYPE(None, ctypes.POINTER(ctypes.c_void_p),
+                                 ctypes.POINTER(ctypes.c_size_t),
+                                 ctypes.POINTER(ctypes.c_size_t))
+        done_t = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p,
+                                  ctypes.c_size_t, ctypes.c_size_t)
+
+        def on_request(buf, size, max_records):  # noqa: ANN001
+            n, _ = requested()
+            raw = ctypes.create_string_buffer(n + 8)
+            addr = (ctypes.addressof(raw) + 7) & ~7  # CUPTI wants 8-byte alignment
+            self._buffers[addr] = raw
+            buf[0], size[0], max_records[0] = addr, n, 0
+
+        def on_complete(ctx, stream_id, buf, size, valid):  # noqa: ANN001
+            records = []
+            rec = ctypes.c_void_p()
+            try:
+                while valid and self._lib.cuptiActivityGetNextRecord(
+                        buf, valid, ctypes.byref(rec)) == self._SUCCESS:
+                    kind = ctypes.c_uint32.from_address(rec.value).value
+                    start = end = 0
+                    if kind == self.ActivityKind.GRAPH_TRACE:
+                        start = ctypes.c_uint64.from_address(rec.value + 8).value
+                        end = ctypes.c_uint64.from_address(rec.value + 16).value
+                    records.append(types.SimpleNamespace(kind=kind, start=start, end=end))
+            finally:
+                self._buffers.pop(buf, None)
+            completed(records)
+
+        cbs = (req_t(on_request), done_t(on_complete))
+        self._keep.append(cbs)  # the C side holds plain pointers: keep the thunks alive
+        return cbs
+
+    def activity_enable(self, kind: int) -> None:
+        self._check("cuptiActivityEnable", self._lib.cuptiActivityEnable(int(kind)))
+
+    def activity_disable(self, kind: int) -> None:
+        self._check("cuptiActivityDisable", self._lib.cuptiActivityDisable(int(kind)))
+
+    def activity_flush_all(self, flag: int) -> None:
+        self._check("cuptiActivityFlushAll", self._lib.cuptiActivityFlushAll(int(flag)))
+
+
+def _libcupti_path() -> str:
+    """libcupti of the CUDA wheels (nvidia-cuda-cupti, which torch's CUDA builds bring)."""
+    try:
+        from cuda.pathfinder import load_nvidia_dynamic_lib
+
+        return str(load_nvidia_dynamic_lib("cupti").abs_path)
+    except Exception:  # noqa: BLE001 - older cuda-pathfinder, or none: look for the wheel
+        import glob
+        import site
+
+        for d in [*site.getsitepackages(), site.getusersitepackages(), *sys.path]:
+            hits = sorted(glob.glob(f"{d}/nvidia/*/lib/libcupti.so*"))
+            if hits:
+                return hits[0]
+        return "libcupti.so"
+
+
+#: which CUPTI binding the traces use: "python" (cupti-python) or "ctypes" (CuptiCtypes)
+BINDING = "python"
+_CTYPES: CuptiCtypes | None = None
+
+
+def _cupti() -> Any:
+    global _CTYPES
+    if BINDING == "ctypes":
+        if _CTYPES is None:
+            _CTYPES = CuptiCtypes()
+        return _CTYPES
+    from cupti import cupti
+
+    return cupti
+
+
 class Trace:
     """CUPTI activity of ``kind`` (``"GRAPH_TRACE"`` or ``"CONCURRENT_KERNEL"``) around a
     block: ``with Trace(kind) as t: ...`` then ``t.records``, (start ns, end ns) of each graph
@@ -54,8 +165,7 @@ class Trace:
     _records: list[tuple[int, int, int]] = []
 
     def __init__(self, kind: str) -> None:
-        from cupti import cupti
-
+        cupti = _cupti()
         self._cupti = cupti
         self._kind = getattr(cupti.ActivityKind, kind)
         self.records: list[tuple[int, int]] = []
@@ -115,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--suite", default=str(ROOT / "suites" / "fidelity.toml"))
     p.add_argument("--filter", default=None)
     p.add_argument("--replays", type=int, default=20)
+    p.add_argument("--cupti", choices=["python", "ctypes"], default="python",
+                   help="CUPTI binding: NVIDIA's cupti-python, or libcupti through ctypes")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
 
@@ -124,10 +236,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if reason:
         print(f"cupti_graph: needs a CUDA GPU: {reason}", file=sys.stderr)
         return 2
+    global BINDING
+    BINDING = args.cupti
     try:
-        from cupti import cupti  # noqa: F401
-    except ImportError as e:
-        print(f"cupti_graph: needs cupti-python (pip install cupti-python): {e}",
+        _cupti()
+    except (ImportError, OSError) as e:
+        print(f"cupti_graph: no CUPTI through {args.cupti} ({type(e).__name__}: {e}); "
+              "pip install cupti-python, or --cupti ctypes with libcupti installed",
               file=sys.stderr)
         return 2
     from fidelity import case_spec

@@ -5,7 +5,9 @@ The CUPTI path itself runs only on a GPU (benchmarks/results/cupti-graph-h200.md
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
+import struct
 import sys
 import types
 from collections.abc import Iterator
@@ -158,3 +160,37 @@ def test_summary_judges_multi_kernel_cases_of_at_least_50_us(cg: ModuleType) -> 
         "(small-multi)",
         "- all cases, graph vs CUPTI graph trace within ±2 %: 1/4; worst +3.00 % (one-kernel)",
     ]
+
+
+def _graph_record(start: int, end: int) -> bytes:
+    """A ``CUpti_ActivityGraphTrace2`` as CUDA 13's cupti_activity.h lays it out (56 bytes):
+    kind, correlationId, start, end, deviceId, graphId, contextId, streamId, reserved,
+    endDeviceId, endContextId."""
+    return struct.pack("<IIQQIIIIQII", 51, 7, start, end, 0, 3, 1, 13, 0, 0, 1)
+
+
+def test_the_ctypes_binding_reads_graph_records_through_the_real_libcupti() -> None:
+    """libcupti's own record iterator (cuptiActivityGetNextRecord, no GPU needed) walks a
+    buffer of two graph-trace records; the ctypes binding reads their timestamps."""
+    spec = importlib.util.spec_from_file_location("convbench_cupti_graph_ctypes",
+                                                  ROOT / "benchmarks" / "cupti_graph.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    try:
+        lib = mod.CuptiCtypes()
+    except OSError as e:
+        pytest.skip(f"no libcupti here (pip install nvidia-cuda-cupti): {e}")
+    got: list[SimpleNamespace] = []
+    # the callbacks CUPTI would call (registering them needs a driver)
+    req, on_complete = lib.thunks(lambda: (1 << 16, 0), got.extend)
+    payload = _graph_record(1_000, 5_000) + _graph_record(6_000, 9_500)
+    raw = ctypes.create_string_buffer(payload, len(payload) + 8)
+    on_complete(None, 0, ctypes.addressof(raw), len(payload), len(payload))
+    assert [(r.kind, r.start, r.end) for r in got] == [(51, 1_000, 5_000), (51, 6_000, 9_500)]
+    # a buffer CUPTI asked for is 8-byte aligned and released once completed
+    buf, size, n = ctypes.c_void_p(), ctypes.c_size_t(), ctypes.c_size_t()
+    req(ctypes.byref(buf), ctypes.byref(size), ctypes.byref(n))
+    assert buf.value % 8 == 0 and size.value == 1 << 16 and buf.value in lib._buffers
+    on_complete(None, 0, buf.value, size.value, 0)
+    assert buf.value not in lib._buffers
