@@ -163,6 +163,8 @@ class Trace:
 
     _registered = False
     _records: list[tuple[int, int, int]] = []
+    #: kinds enabled for the whole process (``--trace-from-start``): not switched per block
+    always: set[int] = set()
 
     def __init__(self, kind: str) -> None:
         cupti = _cupti()
@@ -180,8 +182,10 @@ class Trace:
         if not Trace._registered:
             cupti.activity_register_callbacks(lambda: (8 << 20, 0), Trace._completed)
             Trace._registered = True
+        cupti.activity_flush_all(1)  # records of earlier work are not this block's
         Trace._records.clear()
-        cupti.activity_enable(self._kind)
+        if int(self._kind) not in Trace.always:
+            cupti.activity_enable(self._kind)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -189,7 +193,8 @@ class Trace:
         try:
             cupti.activity_flush_all(1)
         finally:
-            cupti.activity_disable(self._kind)
+            if int(self._kind) not in Trace.always:
+                cupti.activity_disable(self._kind)
         kind = int(self._kind)
         self.records = sorted((s, e) for k, s, e in Trace._records if k == kind)
 
@@ -205,14 +210,25 @@ def kernels_per_inference(engine: Any, stream: Any, calls: int = 3) -> float:
     return len(t.records) / calls
 
 
-def traced_replays(source: Callable[[], float], replays: int) -> dict[str, Any]:
-    """``replays`` calls of a graph source (each one blocked replay of K inferences, returning
-    the event timer's ms) under the graph trace. Per inference, medians over the replays."""
-    k = source.iters_per_sample  # type: ignore[attr-defined]
+def traced_replays(make: Callable[[], Any], replays: int) -> dict[str, Any]:
+    """``replays`` calls of a graph source made by ``make()`` under the graph trace (each call
+    one blocked replay of K inferences, returning the event timer's ms per inference). The
+    source is made, so its graph captured and instantiated, with the trace already on: on the
+    H200 a graph instantiated before the graph trace was enabled crashed in its replay (a
+    segmentation fault in cuGraphLaunch, through cupti-python and ctypes alike). The source's
+    own first replays come first; the last ``replays`` records are its calls'. Per inference,
+    medians over the replays."""
     with Trace("GRAPH_TRACE") as trace:
-        timed = [source() for _ in range(replays)]
-    got = [e - s for s, e in trace.records]
-    if len(got) != replays:
+        source = make()
+        try:
+            k = source.iters_per_sample
+            timed = [source() for _ in range(replays)]
+        finally:
+            close = getattr(source, "close", None)
+            if close:
+                close()
+    got = [e - s for s, e in trace.records][-replays:]
+    if len(got) < replays:
         raise RuntimeError(f"CUPTI reported {len(got)} graph launches for {replays} replays")
     return {"cupti_us": statistics.median(got) / 1e3 / k,
             "cupti_min_us": min(got) / 1e3 / k, "cupti_max_us": max(got) / 1e3 / k,
@@ -227,6 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--replays", type=int, default=20)
     p.add_argument("--cupti", choices=["python", "ctypes"], default="python",
                    help="CUPTI binding: NVIDIA's cupti-python, or libcupti through ctypes")
+    p.add_argument("--trace-from-start", action="store_true",
+                   help="enable the graph trace before any CUDA work and keep it on: every "
+                        "number, 'graph' too, is then taken under the trace")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
 
@@ -245,6 +264,11 @@ def main(argv: Sequence[str] | None = None) -> int:
               "pip install cupti-python, or --cupti ctypes with libcupti installed",
               file=sys.stderr)
         return 2
+    if args.trace_from_start:
+        with Trace("GRAPH_TRACE") as t:  # registers the callbacks
+            pass
+        t._cupti.activity_enable(t._kind)
+        Trace.always.add(int(t._kind))
     from fidelity import case_spec
 
     from bench.backends.registry import get_backend
@@ -271,7 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 graph = summarize(measure(source, settings).ms).median * 1e3
                 row: dict[str, Any] = {"case": case.name, "graph_us": graph}
                 try:
-                    row.update(traced_replays(source, args.replays))
+                    k = source.iters_per_sample
+                    row.update(traced_replays(
+                        lambda e=engine, k=k: make_source(e, stream, "graph", "warm", None, k),
+                        args.replays))
                 except Exception as e:  # noqa: BLE001 - keep the case's timer numbers
                     row["error"] = f"{type(e).__name__}: {e}"
                 row["after_us"] = summarize(measure(source, settings).ms).median * 1e3
@@ -329,8 +356,12 @@ def write(args: argparse.Namespace, rows: list[dict[str, Any]], gpu: str, total:
              f"total {total:.0f} s. Graph timer of `convbench run` (warm L2, cuDNN "
              "heuristics, torch backend); CUPTI graph = `CUPTI_ACTIVITY_KIND_GRAPH_TRACE` "
              f"(device end − start of each of {args.replays} blocked replays) / K, median; "
-             "traced = the event timer's reading of those replays; after = the graph timed "
-             "again untraced. err % = (graph − CUPTI graph) / CUPTI graph.", "",
+             "traced = the event timer's reading of those replays (a new capture of as many "
+             "inferences, made with the trace on); after = the first graph timed again. "
+             + ("**With `--trace-from-start` the graph trace was on for the whole process: "
+                "graph and after were taken under it too.** " if args.trace_from_start else
+                "graph and after: untraced. ")
+             + "err % = (graph − CUPTI graph) / CUPTI graph.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join([
@@ -344,7 +375,9 @@ def write(args: argparse.Namespace, rows: list[dict[str, Any]], gpu: str, total:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     args.out.with_suffix(".json").write_text(json.dumps(
-        {"gpu": gpu, "replays": args.replays, "rows": rows, "total_s": total}, indent=1),
+        {"gpu": gpu, "replays": args.replays, "binding": args.cupti,
+         "trace_from_start": args.trace_from_start, "rows": rows, "total_s": total},
+        indent=1),
         encoding="utf-8")
     print("\n".join(lines[-3:]))
 

@@ -103,7 +103,7 @@ def test_graph_trace_gives_per_inference_medians_of_the_replays(cg: ModuleType,
                                                                  fake: FakeCupti) -> None:
     # K = 4 inferences per replay; device durations 400, 404, 440 ns per replay
     src = Source(fake, 4, [400_000, 404_000, 440_000], [0.1010, 0.1020, 0.1100])
-    got = cg.traced_replays(src, 3)
+    got = cg.traced_replays(lambda: src, 3)
     assert got["cupti_us"] == pytest.approx(101.0)  # 404 µs / 4
     assert got["cupti_min_us"] == pytest.approx(100.0)
     assert got["cupti_max_us"] == pytest.approx(110.0)
@@ -116,10 +116,29 @@ def test_graph_trace_ignores_other_kinds_and_registers_callbacks_once(
         cg: ModuleType, fake: FakeCupti) -> None:
     src = Source(fake, 2, [200_000] * 4, [0.1] * 4, kernels_per_replay=3)
     fake.enabled.add(KERNEL)  # someone else's kernel records in the same buffers
-    a = cg.traced_replays(src, 2)
-    b = cg.traced_replays(src, 2)
+    a = cg.traced_replays(lambda: src, 2)
+    b = cg.traced_replays(lambda: src, 2)
     assert a["cupti_us"] == b["cupti_us"] == pytest.approx(100.0)
     assert fake.registrations == 1
+
+
+def test_the_source_is_made_under_the_trace_and_its_own_first_replays_are_skipped(
+        cg: ModuleType, fake: FakeCupti) -> None:
+    made_with: list[set[int]] = []
+
+    class Settling(Source):
+        def settle(self) -> Settling:  # the timer's three replays while it is made
+            for _ in range(3):
+                self()
+            return self
+
+    def make() -> Source:
+        made_with.append(set(fake.enabled))
+        return Settling(fake, 2, [900_000] * 3 + [200_000, 202_000], [0.1] * 5).settle()
+
+    got = cg.traced_replays(make, 2)
+    assert made_with == [{GRAPH}]  # captured with the graph trace already on
+    assert got["cupti_us"] == pytest.approx(100.5)  # the two timed replays only
 
 
 def test_a_missing_graph_record_is_an_error_not_a_number(cg: ModuleType,
@@ -132,7 +151,7 @@ def test_a_missing_graph_record_is_an_error_not_a_number(cg: ModuleType,
             return ms
 
     with pytest.raises(RuntimeError, match="CUPTI reported 2 graph launches for 3 replays"):
-        cg.traced_replays(Lossy(fake, 1, [10_000] * 3, [0.01] * 3), 3)
+        cg.traced_replays(lambda: Lossy(fake, 1, [10_000] * 3, [0.01] * 3), 3)
 
 
 def test_kernels_per_inference_counts_kernel_records(cg: ModuleType, fake: FakeCupti) -> None:

@@ -65,19 +65,37 @@ def test_torch_probes_autotune_again_in_fresh_threads(torch_backend: Any, gpu: A
         assert p.median_ms is not None and 0.5 * median < p.median_ms < 2.0 * median
         assert p.samples >= 5 and p.kernels, p
         assert all(not k.startswith(("Memset", "Memcpy")) for k in p.kernels)
-    # a rebuild in this thread reads torch's cuDNN benchmark cache: no autotuning; a probe's
-    # build in a fresh thread autotunes again and takes several times longer
+    # a rebuild in this thread reads torch's cuDNN benchmark cache: no autotuning; a build in
+    # a fresh thread, as a probe's, autotunes again: cuDNN runs candidate kernels that the
+    # cached rebuild does not (counted from CUPTI; the build times are printed, not judged:
+    # on the H200 a fresh build took 2.3-7x a cached one, too close to call in a test)
     data = make_data(spec)
-    t0 = time.perf_counter()
-    engine = torch_backend.build(spec, data, BuildContext(device_index=gpu.index))
-    engine.close()
-    t1 = time.perf_counter()
-    engine = torch_backend.build(spec, data, BuildContext(device_index=gpu.index))
-    cached = time.perf_counter() - t1
-    engine.close()
+
+    def build() -> None:
+        torch_backend.build(spec, data, BuildContext(device_index=gpu.index)).close()
+
+    build()
+    cached, cached_s = _kernels_launched(build)
+    fresh, fresh_s = _kernels_launched(lambda: torch_backend.fresh_selection(build))
     probe_builds = sorted(p.build_s for p in rec.probes if p.build_s is not None)
-    print(f"same-thread rebuilds {t1 - t0:.3f} / {cached:.3f} s; probe builds {probe_builds}")
-    assert probe_builds[0] > 3 * cached
+    print(f"cached rebuild {cached_s:.3f} s, {len(cached)} kernels; fresh-thread build "
+          f"{fresh_s:.3f} s, {len(fresh)} kernels; probe builds {probe_builds}")
+    assert len(set(fresh) - set(cached)) >= 2, (sorted(set(fresh)), sorted(set(cached)))
+
+
+def _kernels_launched(fn: Any) -> tuple[list[str], float]:
+    """The CUDA kernels ``fn()`` launched (CUPTI through torch.profiler), and its wall time."""
+    import torch
+
+    from bench.backends.torch import profiling
+
+    with profiling(cuda=True) as prof:
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - t0
+    return [e.name for e in prof.events() if str(e.device_type).endswith("CUDA")
+            and not e.name.startswith(("Memset", "Memcpy"))], wall
 
 
 def test_heuristic_cases_draw_no_probes(torch_backend: Any, gpu: Any) -> None:
