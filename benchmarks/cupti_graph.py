@@ -4,25 +4,32 @@
 ``fidelity.py`` judges multi-kernel cases against CUPTI's kernel activity (through
 torch.profiler / kineto) recorded on replays of the timed graph. On the H200 the event timer
 read those same traced replays within +0.1 to +0.4 % of CUPTI's span, but the traced replays
-themselves ran 0.6-4.7 % slower than untraced ones (``fidelity-placements-h200.md``): with
+themselves ran up to 4.7 % slower than untraced ones (``fidelity-placements-h200.md``): with
 kernel activity on, CUPTI times every node, and the gaps between kernels grow. So the kernel
 trace checks the timer on perturbed replays only.
 
 This script takes a second CUPTI reference that does not time the kernels one by one:
-``CUPTI_ACTIVITY_KIND_GRAPH_TRACE`` (through NVIDIA's ``cupti-python``), one record per graph
-launch, device start to device end. Per case, in one process and without kineto (CUPTI keeps
-one activity client per process on drivers before r610):
+``CUPTI_ACTIVITY_KIND_GRAPH_TRACE``, one record per graph launch, device start to device end,
+through NVIDIA's ``cupti-python`` (``--cupti python``) or libcupti through ctypes
+(``--cupti ctypes``). Per case, in one process and without kineto (CUPTI keeps one activity
+client per process on drivers before r610):
 
 1. build the case (torch backend, cuDNN heuristics as in ``fidelity.py``), time it with the
    graph timer of ``convbench run`` (warm L2; the suite's ``[timing]``): **graph µs**;
-2. ``--replays`` more blocked replays of the same graph with the graph trace on: **CUPTI
-   graph µs** = median over replays of (end − start) / K inferences, and **traced µs**, the
-   event timer's reading of those same replays;
-3. the graph timed again, untraced: **after µs** (drift between steps 1 and 3).
+2. with the graph trace on, a new capture of as many inferences (a graph instantiated before
+   the trace was switched on crashed in its replay on the H200), then ``--replays`` blocked
+   replays of it: **CUPTI graph µs** = median over replays of (end − start) / K, and
+   **traced µs**, the event timer's reading of those same replays. The new capture's output
+   and workspace come from a new pool: another buffer placement;
+3. the first graph timed again, untraced: **after µs** (drift between steps 1 and 3).
+
+``--trace-from-start`` keeps the trace on for the whole process instead, so every graph is
+instantiated under it (and every number is taken under it).
 
 err % = (graph − CUPTI graph) / CUPTI graph. Target (issue 13): multi-kernel cases ±2 %.
-Writes ``--out`` (.md and .json). Needs a CUDA GPU, torch and ``cupti-python`` (its major
-and minor version at most the driver's CUDA version).
+Writes ``--out`` (.md and .json). Needs a CUDA GPU, torch, and libcupti
+(nvidia-cuda-cupti, which torch's CUDA builds bring) or ``cupti-python`` (its major and minor
+version at most the driver's CUDA version).
 """
 
 from __future__ import annotations
@@ -141,7 +148,7 @@ def _libcupti_path() -> str:
 
 
 #: which CUPTI binding the traces use: "python" (cupti-python) or "ctypes" (CuptiCtypes)
-BINDING = "python"
+BINDING = "ctypes"
 _CTYPES: CuptiCtypes | None = None
 
 
@@ -241,8 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--suite", default=str(ROOT / "suites" / "fidelity.toml"))
     p.add_argument("--filter", default=None)
     p.add_argument("--replays", type=int, default=20)
-    p.add_argument("--cupti", choices=["python", "ctypes"], default="python",
-                   help="CUPTI binding: NVIDIA's cupti-python, or libcupti through ctypes")
+    p.add_argument("--cupti", choices=["python", "ctypes"], default="ctypes",
+                   help="CUPTI binding: libcupti through ctypes (what ran on the H200), "
+                        "or NVIDIA's cupti-python")
     p.add_argument("--trace-from-start", action="store_true",
                    help="enable the graph trace before any CUDA work and keep it on: every "
                         "number, 'graph' too, is then taken under the trace")

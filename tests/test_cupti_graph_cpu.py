@@ -76,6 +76,7 @@ def cg(fake: FakeCupti) -> ModuleType:
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    mod.BINDING = "python"  # the stand-in above, as cupti-python
     return mod
 
 
@@ -213,3 +214,15 @@ def test_the_ctypes_binding_reads_graph_records_through_the_real_libcupti() -> N
     assert buf.value % 8 == 0 and size.value == 1 << 16 and buf.value in lib._buffers
     on_complete(None, 0, buf.value, size.value, 0)
     assert buf.value not in lib._buffers
+
+
+def test_the_committed_h200_targets_are_what_its_json_gives(cg: ModuleType) -> None:
+    """The target lines of benchmarks/results/cupti-graph-h200.md follow from its .json."""
+    import json
+
+    results = ROOT / "benchmarks" / "results"
+    rows = json.loads((results / "cupti-graph-h200.json").read_text(encoding="utf-8"))["rows"]
+    md = (results / "cupti-graph-h200.md").read_text(encoding="utf-8")
+    lines = cg.summary(rows)
+    assert all(line in md for line in lines)
+    assert lines[0].endswith("10/11; worst +2.17 % (3x3-b32-256-tf32)")
