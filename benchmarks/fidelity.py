@@ -491,7 +491,8 @@ def measure_pass(cases: Sequence[Any], stream: Any, flusher: Any, settings: Any,
                             "iters_per_sample": samples.iters_per_sample,
                             "converged": samples.converged,
                             "wall_s": wall_s,
-                            "info": getattr(source, "info", {}),
+                            "info": placed.source_info if placed
+                            else getattr(source, "info", {}),
                             "placements_us": [p.median_ms * 1e3 for p in placed.placements]
                             if placed else None,
                             "clocks": clocks.summary() if clocks else None}

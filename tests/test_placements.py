@@ -399,3 +399,23 @@ def test_cudnn_relocation_that_runs_out_of_memory_leaves_the_engine_as_it_was(
     new = [b for b in dev.made if b not in before]
     assert len(new) == fail_at - 1 and all(b.closed for b in new)  # nothing leaks
     assert not any(b.closed for b in before)
+
+
+def test_cudnn_relocation_on_a_stuck_gpu_frees_nothing_a_queued_copy_may_still_write() -> None:
+    eng, dev = _cudnn_engine(fail_at=None)
+    bufs = dict(eng._bufs)
+    calls = []
+
+    def sync(self: object) -> None:
+        calls.append(1)
+        if len(calls) == 2:  # the wait after the copies
+            raise GpuStuck("cuStreamSynchronize", "GPU_STUCK", "no progress in 60 s")
+
+    eng._own_stream = type("S", (), {"sync": sync})()
+    before = list(dev.made)
+    with pytest.raises(GpuStuck):
+        eng._relocate_impl(3)
+    new = [b for b in dev.made if b not in before]
+    assert len(calls) == 2  # no second wait on the stuck stream
+    assert len(new) == 5 and not any(b.closed for b in new) and eng._left == new
+    assert eng._bufs == bufs  # the engine still points at its old buffers

@@ -604,6 +604,11 @@ class CudnnEngine(Engine):
                 ws = self._device.alloc(self._ws.nbytes)
                 made.append(ws)
             s.sync()
+        except GpuStuck:
+            # a copy may still be queued: keep its buffers until close instead of waiting on
+            # the stuck stream again or freeing memory it may yet write
+            self._left += made
+            raise
         except BaseException:
             with contextlib.suppress(Exception):
                 s.sync()  # no copy may still write into a buffer freed here

@@ -258,6 +258,9 @@ class GraphSource(_EventSource):
             self._blocker = _Blocker(stream, unblocked_because)
             given = iters is not None and iters > 0
             if given:
+                assert iters is not None
+                # cold L2 flushes before every inference, so one per replay
+                iters = 1 if l2 == "cold" else min(iters, max_iters)
                 probe_ms = None
                 self.engine.enqueue(stream)  # lazy initialisation outside the capture
                 self._sync()

@@ -65,10 +65,11 @@ def test_torch_probes_autotune_again_in_fresh_threads(torch_backend: Any, gpu: A
         assert p.median_ms is not None and 0.5 * median < p.median_ms < 2.0 * median
         assert p.samples >= 5 and p.kernels, p
         assert all(not k.startswith(("Memset", "Memcpy")) for k in p.kernels)
-    # a rebuild in this thread reads torch's cuDNN benchmark cache: no autotuning; a build in
-    # a fresh thread, as a probe's, autotunes again: cuDNN runs candidate kernels that the
-    # cached rebuild does not (counted from CUPTI; the build times are printed, not judged:
-    # on the H200 a fresh build took 2.3-7x a cached one, too close to call in a test)
+    # a rebuild in this thread reads torch's cuDNN benchmark cache: no autotuning; a build
+    # through fresh_selection (a new thread, the way every probe above was built) autotunes
+    # again: cuDNN runs candidate kernels that the cached rebuild does not (counted from
+    # CUPTI). The probes' own build times are printed, not judged: on the H200 a fresh build
+    # took 2.3-7x a cached one, too close to call in a test
     data = make_data(spec)
 
     def build() -> None:
