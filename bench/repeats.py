@@ -78,7 +78,7 @@ def pass_timing(timing: TimingConfig) -> TimingConfig:
              max_time_s=timing.max_time_s / n,
              fixed_time_s=getattr(timing, "fixed_time_s", 0.0) / n,
              profile_iters=math.ceil(timing.profile_iters / n) if timing.profile_iters else 0,
-             placements=pass_placements(getattr(timing, "placements", 1), n))
+             placements=pass_placements(timing.placements, n))
     return TimingConfig.model_validate(d)
 
 

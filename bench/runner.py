@@ -195,7 +195,7 @@ def time_step(engine: Engine, timing: TimingConfig, gpu: GpuSession | None,
         placed = measure_placements(
             engine, lambda iters: _source(engine, mode, timing.l2, gpu if on_gpu else None,
                                           settings, iters), settings,
-            getattr(timing, "placements", 1),
+            timing.placements,
             deadline)
     samples: Samples = placed.samples
     samples.l2 = timing.l2 if on_gpu else "n/a"

@@ -195,15 +195,27 @@ class Trace:
         self.records: list[tuple[int, int]] = []
 
     @classmethod
+    def keep_on(cls, kind: str) -> None:
+        """Enable ``kind`` for the rest of the process (``--trace-from-start``)."""
+        cupti = _cupti()
+        cls._register(cupti)
+        cupti.activity_enable(getattr(cupti.ActivityKind, kind))
+        cls.always.add(int(getattr(cupti.ActivityKind, kind)))
+
+    @classmethod
+    def _register(cls, cupti: Any) -> None:
+        if not cls._registered:
+            cupti.activity_register_callbacks(lambda: (8 << 20, 0), cls._completed)
+            cls._registered = True
+
+    @classmethod
     def _completed(cls, activities: list[Any]) -> None:
         for a in activities:
             cls._records.append((int(a.kind), int(a.start), int(a.end)))
 
     def __enter__(self) -> Trace:
         cupti = self._cupti
-        if not Trace._registered:
-            cupti.activity_register_callbacks(lambda: (8 << 20, 0), Trace._completed)
-            Trace._registered = True
+        Trace._register(cupti)
         cupti.activity_flush_all(1)  # records of earlier work are not this block's
         Trace._records.clear()
         if int(self._kind) not in Trace.always:
@@ -295,10 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     if args.trace_from_start:
-        with Trace("GRAPH_TRACE") as t:  # registers the callbacks
-            pass
-        t._cupti.activity_enable(t._kind)
-        Trace.always.add(int(t._kind))
+        Trace.keep_on("GRAPH_TRACE")
     from fidelity import case_spec
 
     from bench.backends.registry import get_backend

@@ -13,6 +13,7 @@ import types
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -69,15 +70,30 @@ def fake() -> Iterator[FakeCupti]:
             sys.modules["cupti"] = saved
 
 
-@pytest.fixture()
-def cg(fake: FakeCupti) -> ModuleType:
+def _load() -> ModuleType:
+    """A fresh copy of the benchmark module (its Trace keeps per-process state)."""
     spec = importlib.util.spec_from_file_location("convbench_cupti_graph",
                                                   ROOT / "benchmarks" / "cupti_graph.py")
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture()
+def cg(fake: FakeCupti) -> ModuleType:
+    mod = _load()
     mod.BINDING = "python"  # the stand-in above, as cupti-python
     return mod
+
+
+@pytest.fixture()
+def libcupti() -> object:
+    """The ctypes binding over the real libcupti (no GPU needed to walk records)."""
+    try:
+        return _load().CuptiCtypes()
+    except OSError as e:
+        pytest.skip(f"no libcupti here (pip install nvidia-cuda-cupti): {e}")
 
 
 class Source:
@@ -195,18 +211,11 @@ def _graph_record(start: int, end: int) -> bytes:
     return struct.pack("<IIQQIIIIQII", 51, 7, start, end, 0, 3, 1, 13, 0, 0, 1)
 
 
-def test_the_ctypes_binding_reads_graph_records_through_the_real_libcupti() -> None:
+def test_the_ctypes_binding_reads_graph_records_through_the_real_libcupti(
+        libcupti: Any) -> None:
     """libcupti's own record iterator (cuptiActivityGetNextRecord, no GPU needed) walks a
     buffer of two graph-trace records; the ctypes binding reads their timestamps."""
-    spec = importlib.util.spec_from_file_location("convbench_cupti_graph_ctypes",
-                                                  ROOT / "benchmarks" / "cupti_graph.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    try:
-        lib = mod.CuptiCtypes()
-    except OSError as e:
-        pytest.skip(f"no libcupti here (pip install nvidia-cuda-cupti): {e}")
+    lib = libcupti
     got: list[SimpleNamespace] = []
     # the callbacks CUPTI would call (registering them needs a driver)
     req, on_complete = lib.thunks(lambda: (1 << 16, 0), got.extend)
@@ -254,16 +263,8 @@ def test_records_lost_inside_cupti_are_an_error_and_incomplete_ones_no_number(
         cg.traced_replays(lambda: Incomplete(fake, 1, [10_000] * 3, [0.01] * 3), 3)
 
 
-def test_the_ctypes_binding_notes_a_record_libcupti_cannot_read() -> None:
-    spec = importlib.util.spec_from_file_location("convbench_cupti_graph_ctypes2",
-                                                  ROOT / "benchmarks" / "cupti_graph.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    try:
-        lib = mod.CuptiCtypes()
-    except OSError as e:
-        pytest.skip(f"no libcupti here (pip install nvidia-cuda-cupti): {e}")
+def test_the_ctypes_binding_notes_a_record_libcupti_cannot_read(libcupti: Any) -> None:
+    lib = libcupti
     got: list[SimpleNamespace] = []
     _, on_complete = lib.thunks(lambda: (1 << 16, 0), got.extend)
     payload = _graph_record(1_000, 5_000) + struct.pack("<II", 9_999, 0) + bytes(48)
@@ -271,3 +272,14 @@ def test_the_ctypes_binding_notes_a_record_libcupti_cannot_read() -> None:
     on_complete(None, 0, ctypes.addressof(raw), len(payload), len(payload))
     assert [(r.start, r.end) for r in got] == [(1_000, 5_000)]
     assert len(lib.errors) == 1 and lib.errors[0].startswith("cuptiActivityGetNextRecord returned")
+
+
+def test_trace_from_start_keeps_the_graph_trace_on_across_blocks(cg: ModuleType,
+                                                                 fake: FakeCupti) -> None:
+    cg.Trace.keep_on("GRAPH_TRACE")
+    assert fake.enabled == {GRAPH} and fake.registrations == 1
+    src = Source(fake, 2, [200_000] * 4, [0.1] * 4)
+    assert cg.traced_replays(lambda: src, 2)["cupti_us"] == pytest.approx(100.0)
+    assert fake.enabled == {GRAPH}  # a block does not switch it off
+    assert cg.traced_replays(lambda: src, 2)["cupti_us"] == pytest.approx(100.0)
+    assert fake.registrations == 1

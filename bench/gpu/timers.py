@@ -256,18 +256,16 @@ class GraphSource(_EventSource):
         self._blocker: _Blocker | None = None
         try:
             self._blocker = _Blocker(stream, unblocked_because)
-            given = iters is not None and iters > 0
-            if given:
-                assert iters is not None
-                # cold L2 flushes before every inference, so one per replay
-                iters = 1 if l2 == "cold" else min(iters, max_iters)
-                probe_ms = None
+            given = bool(iters)
+            probe_ms: float | None = None
+            if iters:
                 self.engine.enqueue(stream)  # lazy initialisation outside the capture
                 self._sync()
             else:
                 probe_ms = self._eager_probe()
-                iters = 1 if l2 == "cold" else iters_for(probe_ms, target_ms, max_iters)
-            assert iters is not None
+                iters = iters_for(probe_ms, target_ms, max_iters)
+            # cold L2 flushes before every inference, so one per replay
+            iters = 1 if l2 == "cold" else min(iters, max_iters)
             self._graph = self._capture(iters)
             # the first replays also settle whether the blocker works here
             replay_ms = min(self._replay_ms() for _ in range(3))
