@@ -24,7 +24,8 @@ client per process on drivers before r610):
 3. the first graph timed again, untraced: **after µs** (drift between steps 1 and 3).
 
 ``--trace-from-start`` keeps the trace on for the whole process instead, so every graph is
-instantiated under it (and every number is taken under it).
+instantiated under it (and every number is taken under it), and step 2 replays the timed graph
+itself: the same capture and buffer placement as **graph µs**, no new capture.
 
 err % = (graph − CUPTI graph) / CUPTI graph. Target (issue 13): multi-kernel cases ±2 %.
 Writes ``--out`` (.md and .json). Needs a CUDA GPU, torch, and libcupti
@@ -241,33 +242,47 @@ class Trace:
 
 
 def kernels_per_inference(engine: Any, stream: Any, calls: int = 3) -> float:
-    """Kernels one eager inference launches, from CUPTI's kernel activity."""
+    """Kernels one eager inference launches, from CUPTI's kernel activity. A graph trace kept
+    on for the process (``--trace-from-start``) is paused meanwhile: kernel activity and the
+    graph trace are never on together here (no graph is alive then; the next case's graphs are
+    instantiated after it is on again)."""
+    cupti = _cupti()
+    graph = int(cupti.ActivityKind.GRAPH_TRACE)
+    paused = graph in Trace.always
     engine.enqueue(stream)
     stream.sync()
-    with Trace("CONCURRENT_KERNEL") as t:
-        for _ in range(calls):
-            engine.enqueue(stream)
-        stream.sync()
+    if paused:
+        cupti.activity_disable(graph)
+    try:
+        with Trace("CONCURRENT_KERNEL") as t:
+            for _ in range(calls):
+                engine.enqueue(stream)
+            stream.sync()
+    finally:
+        if paused:
+            cupti.activity_enable(graph)
     return len(t.records) / calls
 
 
-def traced_replays(make: Callable[[], Any], replays: int) -> dict[str, Any]:
+def traced_replays(make: Callable[[], Any], replays: int,
+                   close: bool = True) -> dict[str, Any]:
     """``replays`` calls of a graph source made by ``make()`` under the graph trace (each call
     one blocked replay of K inferences, returning the event timer's ms per inference). The
     source is made, so its graph captured and instantiated, with the trace already on: on the
     H200 a graph instantiated before the graph trace was enabled crashed in its replay (a
     segmentation fault in cuGraphLaunch, through cupti-python and ctypes alike). The source's
     own first replays come first; the last ``replays`` records are its calls'. Per inference,
-    medians over the replays."""
+    medians over the replays. ``close=False``: ``make`` hands back a source that lives on (the
+    timed graph itself, under ``--trace-from-start``) and is not closed here."""
     with Trace("GRAPH_TRACE") as trace:
         source = make()
         try:
             k = source.iters_per_sample
             timed = [source() for _ in range(replays)]
         finally:
-            close = getattr(source, "close", None)
-            if close:
-                close()
+            done = getattr(source, "close", None) if close else None
+            if done:
+                done()
     got = [e - s for s, e in trace.records][-replays:]
     if len(got) < replays:
         raise RuntimeError(f"CUPTI reported {len(got)} graph launches for {replays} replays")
@@ -334,10 +349,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 graph = summarize(measure(source, settings).ms).median * 1e3
                 row: dict[str, Any] = {"case": case.name, "graph_us": graph}
                 try:
-                    k = source.iters_per_sample
-                    row.update(traced_replays(
-                        lambda e=engine, k=k: make_source(e, stream, "graph", "warm", None, k),
-                        args.replays))
+                    if args.trace_from_start:  # the timed graph itself, made under the trace
+                        row.update(traced_replays(lambda s=source: s, args.replays,
+                                                  close=False))
+                    else:
+                        k = source.iters_per_sample
+                        row.update(traced_replays(
+                            lambda e=engine, k=k: make_source(e, stream, "graph", "warm", None,
+                                                              k),
+                            args.replays))
                 except Exception as e:  # noqa: BLE001 - keep the case's timer numbers
                     row["error"] = f"{type(e).__name__}: {e}"
                 row["after_us"] = summarize(measure(source, settings).ms).median * 1e3
@@ -396,10 +416,13 @@ def write(args: argparse.Namespace, rows: list[dict[str, Any]], gpu: str, total:
              f"total {total:.0f} s. Graph timer of `convbench run` (warm L2, cuDNN "
              "heuristics, torch backend); CUPTI graph = `CUPTI_ACTIVITY_KIND_GRAPH_TRACE` "
              f"(device end − start of each of {args.replays} blocked replays) / K, median; "
-             "traced = the event timer's reading of those replays (a new capture of as many "
-             "inferences, made with the trace on); after = the first graph timed again. "
+             "traced = the event timer's reading of those replays"
+             + ("; " if args.trace_from_start else " (a new capture of as many inferences, "
+                "made with the trace on); ")
+             + "after = the first graph timed again. "
              + ("**With `--trace-from-start` the graph trace was on for the whole process: "
-                "graph and after were taken under it too.** " if args.trace_from_start else
+                "graph and after were taken under it too, and the traced replays are of the "
+                "timed graph itself (no new capture).** " if args.trace_from_start else
                 "graph and after: untraced. ")
              + "err % = (graph − CUPTI graph) / CUPTI graph.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -283,3 +283,30 @@ def test_trace_from_start_keeps_the_graph_trace_on_across_blocks(cg: ModuleType,
     assert fake.enabled == {GRAPH}  # a block does not switch it off
     assert cg.traced_replays(lambda: src, 2)["cupti_us"] == pytest.approx(100.0)
     assert fake.registrations == 1
+
+
+def test_trace_from_start_replays_the_timed_source_and_pauses_for_the_kernel_count(
+        cg: ModuleType, fake: FakeCupti) -> None:
+    class Kept(Source):
+        closed = False
+
+        def close(self) -> None:
+            self.closed = True
+
+    cg.Trace.keep_on("GRAPH_TRACE")
+    src = Kept(fake, 2, [200_000, 204_000], [0.1, 0.1])
+    assert cg.traced_replays(lambda: src, 2, close=False)["cupti_us"] == pytest.approx(101.0)
+    assert not src.closed  # the timed graph lives on: "after" times it again
+
+    seen: list[set[int]] = []
+
+    class Engine:
+        def enqueue(self, stream: object) -> None:
+            seen.append(set(fake.enabled))
+            for i in range(3):
+                fake.emit(KERNEL, i, i + 1)
+
+    stream = SimpleNamespace(sync=lambda: None)
+    assert cg.kernels_per_inference(Engine(), stream) == 3
+    assert seen[1:] == [{KERNEL}] * 3  # the counted calls ran without the graph trace
+    assert fake.enabled == {GRAPH}  # and it is on again for the next case
