@@ -10,12 +10,16 @@ timing budget; a probe costs a build and a short timing.
 How: after a pass has measured a case (``bench.runner.measure_case``), its engine is closed
 and the case is built ``[timing] probes`` more times, each where the backend's selection starts
 afresh (``Backend.fresh_selection``: torch, in a new thread, whose cuDNN benchmark cache is
-empty). Each probe is timed with the pass's timer for a short budget (:func:`probe_settings`)
-and one inference is profiled to name the kernels it chose (with the tactics of its build, as a
-pass's kernel set: :func:`kernel_names`). Probes never change the headline median (the passes'
-medians): they count in the kernel sets, widen the between-pass interval to cover their
-medians, and make a case ``selection-unstable`` when they chose other kernels that time
-differently (``bench.repeats``).
+empty). One inference is profiled first to name the kernels the probe chose (with the tactics
+of its build, as a pass's kernel set: :func:`kernel_names`). A probe that chose a kernel set
+already timed in its pass (the pass's own, or an earlier probe's) is not timed again: it counts
+as a draw of that set, with no median (``median_ms`` None on an ``ok`` probe). A probe that
+chose a new set is timed with the pass's timer for a short budget (:func:`probe_settings`).
+So a probe costs a build and one profiled inference, and a short timing only where it found
+something new. Probes never change the headline median (the passes' medians): they count in
+the kernel sets, widen the between-pass interval to cover their medians, and make a case
+``selection-unstable`` when they chose other kernels that time differently
+(``bench.repeats``).
 
 A backend whose rebuild chooses the same way (heuristics, a reused timing cache, the CPU) draws
 no probes; the record says why (``probes_note``).
@@ -26,7 +30,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from bench.record import BuildFacts, Probe
@@ -75,30 +79,38 @@ def probe_settings(settings: TimingSettings) -> TimingSettings:
 
 
 def draw_probes(n: int, case: Any, backend: Any, data: Any, ctx: Any, timing: Any,
-                gpu: Any, deadline: Any = None) -> tuple[list[Probe], str | None]:
+                gpu: Any, deadline: Any = None,
+                timed: Iterable[Sequence[str]] = ()) -> tuple[list[Probe], str | None]:
     """``n`` probes of ``case`` (see the module doc): (probes, note). The note says why none
     were drawn, or why fewer than ``n``; a probe that fails is kept with its error, and the
-    pass's own measurement is never touched. ``GpuStuck`` is raised (the case stops)."""
+    pass's own measurement is never touched. ``GpuStuck`` is raised (the case stops).
+    ``timed``: kernel sets (as :func:`kernel_names` gives them) already timed in this pass; a
+    probe that chose one of them, or the set of an earlier timed probe, is not timed again."""
     if n <= 0:
         return [], None
     why = backend.probe_reason(case.spec)
     if why:
         return [], f"probes = {n} not drawn: {why}"
     probes: list[Probe] = []
+    seen = {tuple(k) for k in timed}
     for i in range(n):
         if deadline is not None and deadline.limit_s is not None and probes:
             need = PROBE_TIME_MARGIN * (probes[-1].wall_s or 0.0)
             if deadline.remaining_s() < need:
                 return probes, (f"probes cut to {len(probes)} of {n}: case_timeout_s = "
                                 f"{deadline.limit_s:g} s leaves {deadline.remaining_s():.1f} s")
-        probes.append(backend.fresh_selection(
-            lambda i=i: one_probe(i, case, backend, data, ctx, timing, gpu)))
+        pr = backend.fresh_selection(
+            lambda i=i: one_probe(i, case, backend, data, ctx, timing, gpu, frozenset(seen)))
+        probes.append(pr)
+        if pr.status == "ok" and pr.median_ms is not None:
+            seen.add(tuple(pr.kernels))
     return probes, None
 
 
 def one_probe(index: int, case: Any, backend: Any, data: Any, ctx: Any, timing: Any,
-              gpu: Any) -> Probe:
-    """Build, time briefly, name the kernels; in the calling thread."""
+              gpu: Any, timed: frozenset[tuple[str, ...]] = frozenset()) -> Probe:
+    """Build, name the kernels, and time briefly unless they are a set in ``timed``; in the
+    calling thread."""
     from bench.gpu.cuda import GpuStuck
     from bench.runner import _one_line, _source, resolve_mode
     from bench.timing import measure
@@ -110,6 +122,12 @@ def one_probe(index: int, case: Any, backend: Any, data: Any, ctx: Any, timing: 
         engine = backend.build(case.spec, data, ctx)
         build_s = time.perf_counter() - t0
         on_gpu = engine.device == "cuda" and gpu is not None
+        stream = gpu.stream if on_gpu else None
+        kernels = kernel_names(BuildFacts.model_validate(engine.info.to_json()),
+                               [lt.name for lt in engine.layer_profile(stream, 1)])
+        if tuple(kernels) in timed:  # a draw of a set this pass has timed: no new number
+            return Probe(index=index, status="ok", kernels=kernels, build_s=build_s,
+                         wall_s=time.perf_counter() - t0)
         settings = probe_settings(timing.settings())
         source = _source(engine, resolve_mode(timing, engine), timing.l2,
                          gpu if on_gpu else None, settings)
@@ -119,13 +137,9 @@ def one_probe(index: int, case: Any, backend: Any, data: Any, ctx: Any, timing: 
             close = getattr(source, "close", None)
             if close:
                 close()
-        stream = gpu.stream if on_gpu else None
-        profiled = [lt.name for lt in engine.layer_profile(stream, 1)]
         return Probe(index=index, status="ok", median_ms=statistics.median(samples.ms),
                      rse=samples.rse if math.isfinite(samples.rse) else None,
-                     samples=len(samples.ms),
-                     kernels=kernel_names(BuildFacts.model_validate(engine.info.to_json()),
-                                          profiled),
+                     samples=len(samples.ms), kernels=kernels,
                      build_s=build_s, wall_s=time.perf_counter() - t0)
     except GpuStuck:
         engine = None  # the stuck work may still use it: nothing is freed (measure_case)

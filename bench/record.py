@@ -148,8 +148,9 @@ class Flag(_Model):
 class Probe(_Model):
     """One more selection draw (``[timing] probes``): the case built again where the backend's
     selection starts afresh (torch: in a new thread, whose cuDNN benchmark cache is empty),
-    timed briefly with the same timer, and the kernels or tactics it chose named
-    (``bench.probes``)."""
+    its kernels or tactics named, and timed briefly with the same timer unless its pass had
+    timed that kernel set already (then ``median_ms`` is None on an ``ok`` probe: a draw of
+    that set, no new number; ``bench.probes``)."""
 
     index: Count
     status: Literal["ok", "error"]
@@ -184,8 +185,8 @@ class KernelSet(_Model):
     passes: list[Count]
     #: median of those passes' medians; of its probes' medians when no pass chose it
     median_ms: SampleMs
-    probes: Count = 0  # probes (of all passes) that chose this set
-    probe_median_ms: SampleMs | None = None  # median of those probes' medians
+    probes: Count = 0  # probes (of all passes) that chose this set, timed or not
+    probe_median_ms: SampleMs | None = None  # median of the timed ones' medians
 
 
 class Aggregate(_Model):
@@ -201,7 +202,9 @@ class Aggregate(_Model):
     interval_kind: str  # e.g. "range of 3 pass medians"
     spread_pct: Finite  # (high - low) / median * 100
     kernel_sets: list[KernelSet] = Field(default_factory=list)
-    probes: Count = 0  # ok selection probes of the ok passes (their medians widen the interval)
+    #: ok selection probes of the ok passes (the timed ones' medians widen the interval; a
+    #: probe of a set its pass had timed carries no median)
+    probes: Count = 0
     probe_low_ms: SampleMs | None = None
     probe_high_ms: SampleMs | None = None
 

@@ -114,8 +114,8 @@ def between_pass_interval(medians: list[float], ci: list[tuple[float, float]]
 
 def aggregate(passes: list[Pass]) -> Aggregate | None:
     """Between-pass statistics of the ``ok`` passes (None when none is ok). The selection
-    probes of those passes count in the kernel sets and widen the interval to cover their
-    medians; the headline median is the passes' alone."""
+    probes of those passes count in the kernel sets (timed or not), and the timed ones widen
+    the interval to cover their medians; the headline median is the passes' alone."""
     ok = [p for p in passes if p.status == "ok" and p.stats is not None]
     if not ok:
         return None
@@ -123,28 +123,34 @@ def aggregate(passes: list[Pass]) -> Aggregate | None:
     ci = [(p.stats.median_ci_low, p.stats.median_ci_high) for p in ok if p.stats]
     med = statistics.median(medians)
     lo, hi, kind = between_pass_interval(medians, ci)
-    probes = [pr for p in ok for pr in p.probes if pr.status == "ok" and pr.median_ms]
-    probe_ms = [pr.median_ms for pr in probes if pr.median_ms]
+    probes = [pr for p in ok for pr in p.probes if pr.status == "ok"]
+    probe_ms = [pr.median_ms for pr in probes if pr.median_ms is not None]
     if probe_ms:
         lo, hi = min(lo, min(probe_ms)), max(hi, max(probe_ms))
         kind += f", widened to cover the medians of {len(probe_ms)} selection probes"
     sets: dict[tuple[str, ...], tuple[list[Pass], list[float]]] = {}
     for p in ok:
         sets.setdefault(tuple(p.kernels), ([], []))[0].append(p)
+    drawn: dict[tuple[str, ...], int] = {}
     for pr in probes:
-        sets.setdefault(tuple(pr.kernels), ([], []))[1].append(pr.median_ms)  # type: ignore
+        drawn[tuple(pr.kernels)] = drawn.get(tuple(pr.kernels), 0) + 1
+        ms = sets.setdefault(tuple(pr.kernels), ([], []))[1]
+        if pr.median_ms is not None:
+            ms.append(pr.median_ms)
     kernel_sets = []
     for k, (ps, pms) in sets.items():
         pass_ms = [p.stats.median for p in ps if p.stats]
+        if not pass_ms and not pms:
+            continue  # untimed draws of a set nothing timed: not written by convbench
         kernel_sets.append(KernelSet(
             kernels=list(k), passes=[p.index for p in ps],
-            median_ms=statistics.median(pass_ms or pms), probes=len(pms),
+            median_ms=statistics.median(pass_ms or pms), probes=drawn.get(k, 0),
             probe_median_ms=statistics.median(pms) if pms else None))
     return Aggregate(
         passes=len(passes), ok_passes=len(ok), median_ms=med, low_ms=min(medians),
         high_ms=max(medians), interval_low_ms=lo, interval_high_ms=hi, interval_kind=kind,
         spread_pct=(max(medians) - min(medians)) / med * 100, kernel_sets=kernel_sets,
-        probes=len(probe_ms), probe_low_ms=min(probe_ms) if probe_ms else None,
+        probes=len(probes), probe_low_ms=min(probe_ms) if probe_ms else None,
         probe_high_ms=max(probe_ms) if probe_ms else None)
 
 

@@ -239,13 +239,12 @@ def probe_step(case: Case, backend: Backend, data: ConvData, ctx: BuildContext,
     differently; with ``repeats``, ``bench.repeats.combine`` judges all passes and their
     probes together instead."""
     from bench.probes import draw_probes
+    from bench.repeats import aggregate, kernels_of, pass_of, selection_flag
 
     with nvtx_range("probes"):
         probes, note = draw_probes(timing.probes, case, backend, data, ctx, timing, gpu,
-                                   deadline)
+                                   deadline, timed=[kernels_of(rec, layers_row)])
     if probes:
-        from bench.repeats import aggregate, pass_of, selection_flag
-
         agg = aggregate([pass_of(0, rec, layers_row, probes)])
         flag = selection_flag(agg) if agg is not None else None
         if flag is not None:

@@ -80,6 +80,22 @@ def test_failed_probes_are_kept_but_not_counted() -> None:
     assert agg is not None and agg.probes == 1 and len(agg.kernel_sets) == 2
 
 
+def test_untimed_probes_count_as_draws_of_their_set_without_a_number() -> None:
+    # pass 0 ran "a"; its probes: "a" again (not timed), "b" (timed, 1.5), "b" again (not)
+    agg = aggregate([_pass(0, 1.0, ["a"], [_probe(0, None, ["a"]), _probe(1, 1.5, ["b"]),
+                                           _probe(2, None, ["b"])])])
+    assert agg is not None and agg.probes == 3
+    assert (agg.probe_low_ms, agg.probe_high_ms) == (1.5, 1.5)
+    assert agg.interval_kind.endswith("widened to cover the medians of 1 selection probes")
+    sets = {tuple(k.kernels): (k.median_ms, k.probes, k.probe_median_ms)
+            for k in agg.kernel_sets}
+    assert sets == {("a",): (1.0, 1, None), ("b",): (1.5, 2, 1.5)}
+    flag = selection_flag(agg)
+    assert flag is not None and flag.reason.startswith("2 kernel sets (3 probes), medians 50.0 %")
+    assert "passes 0 + 1 probe(s): 1 ms" in flag.reason
+    assert "| 2 probe(s): 1.5 ms" in flag.reason
+
+
 def test_kernel_names_are_profile_kernels_and_build_tactics() -> None:
     build = BuildFacts(build_s=0.1, layers=[{"name": "conv", "tactic": "0x1f"}],
                        extra={"chosen_plan": "eng0_k2"})
@@ -200,11 +216,38 @@ def test_probes_build_time_and_profile_a_real_case_in_fresh_threads(
     assert [p.index for p in rec.probes] == [0, 1]
     assert layers is not None
     ops = kernel_names(rec.build, [la.name for la in layers.layers])
-    for p in rec.probes:
+    for p in rec.probes:  # the pass's own ops: draws of a timed set, not timed again
         assert p.status == "ok", p.error
-        assert p.samples >= 5 and p.median_ms is not None and p.median_ms > 0
+        assert p.samples == 0 and p.median_ms is None
         assert p.kernels == ops and "aten::conv2d" in ops
         assert p.build_s is not None and p.wall_s is not None and p.wall_s >= p.build_s
+    agg = aggregate([Pass(index=0, status="ok", stats=rec.stats, kernels=ops,
+                          probes=rec.probes)])
+    assert agg is not None and agg.probes == 2 and agg.probe_low_ms is None
+    assert [(k.passes, k.probes, k.probe_median_ms) for k in agg.kernel_sets] == [([0], 2, None)]
+
+
+def test_a_probe_of_a_set_not_yet_timed_is_timed_and_a_repeat_of_it_is_not(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real path on the CPU (torch build, host timer, ATen profile), with the pass's own
+    set given as something else: the first probe finds a new set and times it; the second
+    chose the same set, now timed, and only names it."""
+    pytest.importorskip("torch")
+    from bench.backends.base import BuildContext
+    from bench.backends.torch import TorchBackend
+    from bench.reference import make_data
+
+    suite = parse_suite(SUITE)
+    c = suite.cases[0]
+    monkeypatch.setattr(TorchBackend, "probe_reason", lambda self, spec: None)
+    backend = TorchBackend()
+    probes, note = draw_probes(2, c, backend, make_data(c.spec), BuildContext(), suite.timing,
+                               None, timed=[["not_this_kernel"]])
+    assert note is None and [p.status for p in probes] == ["ok", "ok"], probes
+    first, second = probes
+    assert first.samples >= 5 and first.median_ms is not None and first.median_ms > 0
+    assert second.kernels == first.kernels and "aten::conv2d" in first.kernels
+    assert second.samples == 0 and second.median_ms is None
 
 
 def test_reproducibility_wall_time_leaves_out_builds_and_says_so_for_probe_builds() -> None:

@@ -60,11 +60,20 @@ def test_torch_probes_autotune_again_in_fresh_threads(torch_backend: Any, gpu: A
     assert rec.probes_note is None and [p.index for p in rec.probes] == [0, 1, 2]
     median = rec.median_ms
     assert median is not None
+    from bench.repeats import kernels_of
+
+    timed = [kernels_of(rec, layers)]  # a probe is timed only where it chose a new set
     for p in rec.probes:
         assert p.status == "ok", p.error
-        assert p.median_ms is not None and 0.5 * median < p.median_ms < 2.0 * median
-        assert p.samples >= 5 and p.kernels, p
-        assert all(not k.startswith(("Memset", "Memcpy")) for k in p.kernels)
+        assert p.kernels and all(not k.startswith(("Memset", "Memcpy")) for k in p.kernels)
+        if p.kernels in timed:
+            assert p.median_ms is None and p.samples == 0, p
+        else:
+            assert p.median_ms is not None and 0.5 * median < p.median_ms < 2.0 * median
+            assert p.samples >= 5, p
+            timed.append(p.kernels)
+    print(f"pass {median * 1e3:.2f} us; probes "
+          f"{[(p.median_ms and round(p.median_ms * 1e3, 2), len(p.kernels)) for p in rec.probes]}")
     # a rebuild in this thread reads torch's cuDNN benchmark cache: no autotuning; a build
     # through fresh_selection (a new thread, the way every probe above was built) autotunes
     # again: cuDNN runs candidate kernels that the cached rebuild does not (counted from
