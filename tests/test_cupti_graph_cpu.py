@@ -310,3 +310,17 @@ def test_trace_from_start_replays_the_timed_source_and_pauses_for_the_kernel_cou
     assert cg.kernels_per_inference(Engine(), stream) == 3
     assert seen[1:] == [{KERNEL}] * 3  # the counted calls ran without the graph trace
     assert fake.enabled == {GRAPH}  # and it is on again for the next case
+
+
+def test_trace_from_start_reads_cupti_over_the_timed_samples_themselves(
+        cg: ModuleType) -> None:
+    # two warm-up replays, then three timed samples; K = 2 inferences per replay
+    records = [(0, 900_000), (1_000_000, 1_900_000),
+               (2_000_000, 2_200_000), (3_000_000, 3_204_000), (4_000_000, 4_260_000)]
+    got = cg.same_replays(records, [0.1005, 0.1025, 0.131], 2)
+    assert got["cupti_us"] == pytest.approx(102.0)  # 204 µs / 2: the samples' replays only
+    assert (got["cupti_min_us"], got["cupti_max_us"]) == (pytest.approx(100.0),
+                                                          pytest.approx(130.0))
+    assert got["traced_us"] == pytest.approx(102.5) and got["replays"] == 3
+    with pytest.raises(RuntimeError, match="CUPTI reported 2 graph launches for 3 samples"):
+        cg.same_replays(records[:2], [0.1, 0.1, 0.1], 2)
