@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--autotune-processes", type=int, default=None,
                     help="autotune processes (default P)")
     ap.add_argument("--repeats", type=int, default=3, help="passes of the repeats run (R)")
-    ap.add_argument("--probes", type=int, default=2,
+    ap.add_argument("--probes", type=int, default=4,
                     help="selection probes per pass of the repeats run (Q; 0: none)")
     ap.add_argument("--placements", type=int, default=1,
                     help="buffer placements per case in every run (K; with the repeats run's "
