@@ -128,23 +128,20 @@ def aggregate(passes: list[Pass]) -> Aggregate | None:
     if probe_ms:
         lo, hi = min(lo, min(probe_ms)), max(hi, max(probe_ms))
         kind += f", widened to cover the medians of {len(probe_ms)} selection probes"
-    sets: dict[tuple[str, ...], tuple[list[Pass], list[float]]] = {}
+    sets: dict[tuple[str, ...], tuple[list[Pass], list[Probe]]] = {}
     for p in ok:
         sets.setdefault(tuple(p.kernels), ([], []))[0].append(p)
-    drawn: dict[tuple[str, ...], int] = {}
     for pr in probes:
-        drawn[tuple(pr.kernels)] = drawn.get(tuple(pr.kernels), 0) + 1
-        ms = sets.setdefault(tuple(pr.kernels), ([], []))[1]
-        if pr.median_ms is not None:
-            ms.append(pr.median_ms)
+        sets.setdefault(tuple(pr.kernels), ([], []))[1].append(pr)
     kernel_sets = []
-    for k, (ps, pms) in sets.items():
+    for k, (ps, prs) in sets.items():
         pass_ms = [p.stats.median for p in ps if p.stats]
+        pms = [pr.median_ms for pr in prs if pr.median_ms is not None]
         if not pass_ms and not pms:
             continue  # untimed draws of a set nothing timed: not written by convbench
         kernel_sets.append(KernelSet(
             kernels=list(k), passes=[p.index for p in ps],
-            median_ms=statistics.median(pass_ms or pms), probes=drawn.get(k, 0),
+            median_ms=statistics.median(pass_ms or pms), probes=len(prs),
             probe_median_ms=statistics.median(pms) if pms else None))
     return Aggregate(
         passes=len(passes), ok_passes=len(ok), median_ms=med, low_ms=min(medians),

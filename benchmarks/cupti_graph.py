@@ -39,6 +39,7 @@ version at most the driver's CUDA version).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import json
 import statistics
@@ -197,6 +198,7 @@ class Trace:
         self._cupti = cupti
         self._kind = getattr(cupti.ActivityKind, kind)
         self.records: list[tuple[int, int]] = []
+        self._paused: list[int] = []
 
     @classmethod
     def keep_on(cls, kind: str) -> None:
@@ -222,6 +224,12 @@ class Trace:
         Trace._register(cupti)
         cupti.activity_flush_all(1)  # records of earlier work are not this block's
         Trace._records.clear()
+        # a block has its own kind alone on: kinds kept on for the process are paused (kernel
+        # activity and the graph trace are never on together; the next graphs are
+        # instantiated after they are on again)
+        self._paused = sorted(Trace.always - {int(self._kind)})
+        for k in self._paused:
+            cupti.activity_disable(k)
         if int(self._kind) not in Trace.always:
             cupti.activity_enable(self._kind)
         return self
@@ -233,6 +241,8 @@ class Trace:
         finally:
             if int(self._kind) not in Trace.always:
                 cupti.activity_disable(self._kind)
+            for k in self._paused:
+                cupti.activity_enable(k)
         errors = getattr(cupti, "errors", None)
         if errors:
             text = "; ".join(errors)
@@ -245,25 +255,14 @@ class Trace:
 
 
 def kernels_per_inference(engine: Any, stream: Any, calls: int = 3) -> float:
-    """Kernels one eager inference launches, from CUPTI's kernel activity. A graph trace kept
-    on for the process (``--trace-from-start``) is paused meanwhile: kernel activity and the
-    graph trace are never on together here (no graph is alive then; the next case's graphs are
-    instantiated after it is on again)."""
-    cupti = _cupti()
-    graph = int(cupti.ActivityKind.GRAPH_TRACE)
-    paused = graph in Trace.always
+    """Kernels one eager inference launches, from CUPTI's kernel activity (a graph trace kept
+    on for the process is paused meanwhile: ``Trace``)."""
     engine.enqueue(stream)
     stream.sync()
-    if paused:
-        cupti.activity_disable(graph)
-    try:
-        with Trace("CONCURRENT_KERNEL") as t:
-            for _ in range(calls):
-                engine.enqueue(stream)
-            stream.sync()
-    finally:
-        if paused:
-            cupti.activity_enable(graph)
+    with Trace("CONCURRENT_KERNEL") as t:
+        for _ in range(calls):
+            engine.enqueue(stream)
+        stream.sync()
     return len(t.records) / calls
 
 
@@ -286,24 +285,19 @@ def traced_replays(make: Callable[[], Any], replays: int,
             done = getattr(source, "close", None) if close else None
             if done:
                 done()
-    got = [e - s for s, e in trace.records][-replays:]
-    if len(got) < replays:
-        raise RuntimeError(f"CUPTI reported {len(got)} graph launches for {replays} replays")
-    return {"cupti_us": statistics.median(got) / 1e3 / k,
-            "cupti_min_us": min(got) / 1e3 / k, "cupti_max_us": max(got) / 1e3 / k,
-            "traced_us": statistics.median(timed) * 1e3, "replays": replays,
-            "iters_per_sample": k}
+    return same_replays(trace.records, timed, k)
 
 
 def same_replays(records: Sequence[tuple[int, int]], ms: Sequence[float],
                  k: int) -> dict[str, Any]:
-    """CUPTI's reading of the timed replays themselves (``--trace-from-start``): the graph
-    records of ``measure()``, its warm-up replays first, so the last ``len(ms)`` are the
-    samples'. Per inference: CUPTI's median, min and max, and the event timer's median of
-    the same replays (``traced_us``)."""
+    """CUPTI's reading of the last ``len(ms)`` graph launches, which the event timer read as
+    ``ms`` (ms per inference; earlier records are warm-up or the source's own first replays).
+    Per inference: CUPTI's median, min and max, and the event timer's median of the same
+    replays (``traced_us``). Under ``--trace-from-start`` these are the records of
+    ``measure()`` itself."""
     got = [e - s for s, e in records][-len(ms):]
     if len(got) < len(ms):
-        raise RuntimeError(f"CUPTI reported {len(got)} graph launches for {len(ms)} samples")
+        raise RuntimeError(f"CUPTI reported {len(got)} graph launches for {len(ms)} replays")
     return {"cupti_us": statistics.median(got) / 1e3 / k,
             "cupti_min_us": min(got) / 1e3 / k, "cupti_max_us": max(got) / 1e3 / k,
             "traced_us": statistics.median(ms) * 1e3, "replays": len(ms),
@@ -364,16 +358,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             source = make_source(engine, stream, "graph", "warm", None)
             try:
-                if args.trace_from_start:  # CUPTI over the very replays the timer timed
-                    with Trace("GRAPH_TRACE") as timed:
-                        samples = measure(source, settings)
-                    graph = summarize(samples.ms).median * 1e3
-                    row: dict[str, Any] = {"case": case.name, "graph_us": graph}
+                timed = Trace("GRAPH_TRACE") if args.trace_from_start else None
+                with timed or contextlib.nullcontext():
+                    samples = measure(source, settings)
+                graph = summarize(samples.ms).median * 1e3
+                row: dict[str, Any] = {"case": case.name, "graph_us": graph}
+                if timed is not None:  # CUPTI over the very replays the timer timed
                     row.update(same_replays(timed.records, samples.ms,
                                             source.iters_per_sample))
-                else:
-                    graph = summarize(measure(source, settings).ms).median * 1e3
-                    row = {"case": case.name, "graph_us": graph}
                 try:
                     if args.trace_from_start:  # a short burst of the same graph, for contrast
                         burst = traced_replays(lambda s=source: s, args.replays, close=False)

@@ -326,5 +326,5 @@ def test_trace_from_start_reads_cupti_over_the_timed_samples_themselves(
     assert (got["cupti_min_us"], got["cupti_max_us"]) == (pytest.approx(100.0),
                                                           pytest.approx(130.0))
     assert got["traced_us"] == pytest.approx(102.5) and got["replays"] == 3
-    with pytest.raises(RuntimeError, match="CUPTI reported 2 graph launches for 3 samples"):
+    with pytest.raises(RuntimeError, match="CUPTI reported 2 graph launches for 3 replays"):
         cg.same_replays(records[:2], [0.1, 0.1, 0.1], 2)
