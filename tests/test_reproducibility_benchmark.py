@@ -1,0 +1,65 @@
+"""benchmarks/reproducibility.py: which medians count as inside a between-pass interval, and
+what its table says about the heuristic repeats run (exact numbers, no GPU)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def repro() -> Any:
+    spec = importlib.util.spec_from_file_location("reproducibility",
+                                                  ROOT / "benchmarks" / "reproducibility.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_a_median_inside_or_within_one_per_cent_of_the_interval_counts(repro: Any) -> None:
+    # interval 10..20: 9.9 is 1 % below its low end, 20.2 1 % above its high end
+    assert repro.inside([10.0, 15.0, 20.0, 9.9, 20.2, 9.89, 20.21], 10.0, 20.0) == [
+        True, True, True, True, True, False, False]
+    assert repro.inside([9.5], 10.0, 20.0, slack=0.05) == [True]
+
+
+def _summary(**extra: Any) -> dict[str, Any]:
+    return {"suite": "suites/reproducibility.toml", "processes": 5, "autotune_processes": 4,
+            "repeats": 3, "probes": 4, "placements": 1, "heuristic_within_1pct": "23/24",
+            "autotune_within_repeats_interval_or_1pct": "94/96",
+            "movers_over_5pct_flagged_or_covered": "9/9", "wall_ratio_median": 1.5,
+            "wall_ratio_max": 2.7, "steady_ratio_median": 1.5, "steady_ratio_max": 1.9,
+            "probe_build_ratio_median": 2.1, "probe_build_ratio_max": 4.2,
+            "first_case": "a", "total_wall_s": 400.0, "gpu": "H200", **extra}
+
+
+def _row(**extra: Any) -> dict[str, Any]:
+    return {"case": "a", "status": "ok", "heuristic_median_us": 7.35,
+            "heuristic_spread_pct": 3.61, "autotune_median_us": 7.32,
+            "autotune_spread_pct": 5.75, "heuristic_over_autotune": 1.0,
+            "repeats_median_us": 7.48, "interval_us": [6.56, 8.30], "interval_width_pct": 23.3,
+            "kernel_sets": 1, "selection_unstable": False, "autotune_inside": "4/4",
+            "wall_ratio": 1.4, **extra}
+
+
+def test_the_table_shows_the_heuristic_repeats_interval_and_its_coverage(repro: Any) -> None:
+    md = repro.to_markdown(
+        _summary(heuristic_repeats=3,
+                 heuristic_within_heuristic_repeats_interval_or_1pct="118/120"),
+        [_row(heuristic_interval_us=[7.21, 7.52], heuristic_inside="5/5")])
+    assert "--heuristic-repeats 3" in md
+    assert ("| not an issue target: (case, heuristic process) medians inside the heuristic "
+            "repeats=3 interval or within 1 % of it | 118/120 |") in md
+    assert md.splitlines()[-1].endswith("| 1.40 | 7.21–7.52 | 5/5 |")
+
+
+def test_without_a_heuristic_repeats_run_the_table_says_so(repro: Any) -> None:
+    md = repro.to_markdown(_summary(heuristic_repeats=0), [_row()])
+    assert "heuristic process" not in md
+    assert md.splitlines()[-1].endswith("| 1.40 | - | - |")
