@@ -123,17 +123,21 @@ def heuristic_cases(heur: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]
 
 
 def heuristic_only(args: argparse.Namespace, heur: list[dict[str, Any]],
-                   walls: list[float]) -> str:
+                   walls: list[float], hrep: dict[str, Any] | None = None) -> str:
     """The heuristic target alone (``--only heuristic --md``): per case the spread of the P
     processes' headline medians and, with placements, what the first placement alone (where
-    the build put the buffers, timed with 1/K of the budget) read in the same processes."""
+    the build put the buffers, timed with 1/K of the budget) read in the same processes; with
+    a heuristic repeats run (``hrep``), its interval and how many of the P medians it holds."""
     names = [n for n in heur[0] if all(n in h and h[n].median_ms for h in heur)]
     k = args.placements
     head = ["case", "median µs", "spread %", "within 1 %"]
     if k > 1:
         head += ["placement spread % (median of processes)", "first placement only: spread %"]
+    if hrep is not None:
+        head += [f"repeats={args.heuristic_repeats} interval µs", "width %",
+                 "processes inside"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    ok = ok_first = 0
+    ok = ok_first = n_in = n_all = 0
     for n in names:
         meds = [h[n].median_ms for h in heur]
         sp = spread(meds)
@@ -148,9 +152,22 @@ def heuristic_only(args: argparse.Namespace, heur: list[dict[str, Any]],
             sp1 = spread(first) if len(first) == len(heur) else float("nan")
             ok_first += sp1 <= 1
             cells += [f"{statistics.median(pl):.2f}" if pl else "n/a", f"{sp1:.2f}"]
+        if hrep is not None:
+            r = hrep.get(n)
+            agg = r.aggregate if r is not None and r.status == "ok" else None
+            if agg is None:
+                cells += ["-", "-", "-"]
+            else:
+                lo, hi = agg.interval_low_ms, agg.interval_high_ms
+                got = inside(meds, lo, hi)
+                n_in += sum(got)
+                n_all += len(got)
+                cells += [f"{lo * 1e3:.2f}–{hi * 1e3:.2f}",
+                          f"{(hi - lo) / agg.median_ms * 100:.2f}", f"{sum(got)}/{len(got)}"]
         lines.append("| " + " | ".join(cells) + " |")
     cmd = (f"python3 benchmarks/reproducibility.py --suite {args.suite} --processes "
-           f"{args.processes} --placements {k} --only heuristic"
+           f"{args.processes} --placements {k} --heuristic-repeats "
+           f"{args.heuristic_repeats} --only heuristic"
            + (f" --filter \"{args.filter}\"" if args.filter else ""))
     out = [f"# Reproducibility under cuDNN's heuristics, {k} buffer placements per case", "",
            f"Command: `{cmd}`", "",
@@ -158,8 +175,25 @@ def heuristic_only(args: argparse.Namespace, heur: list[dict[str, Any]],
            f"95 %): **{ok}/{len(names)}**"]
     if k > 1:
         out.append(f"- the same processes, first placement only: {ok_first}/{len(names)}")
+    if hrep is not None:
+        out.append(f"- (case, process) medians inside the heuristic repeats="
+                   f"{args.heuristic_repeats} run's between-pass interval or within 1 % of "
+                   f"it: **{n_in}/{n_all}** (the repeats run is its own R fresh processes; "
+                   "not an issue target)")
     out += [f"- wall per process: {', '.join(f'{w:.0f} s' for w in walls)}", "", *lines, ""]
     return "\n".join(out)
+
+
+def heuristic_repeats_run(args: argparse.Namespace, suite: Path, placed: list[str], log: Path,
+                          walls: dict[str, list[float]]) -> dict[str, Any] | None:
+    """The heuristic run with ``repeats = --heuristic-repeats`` (None when that is 0)."""
+    if not args.heuristic_repeats:
+        return None
+    run_dir, w = run_once(suite, args.out / "heuristic-repeats",
+                          ["--repeats", str(args.heuristic_repeats), *placed], log)
+    walls["heuristic_repeats"] = [w]
+    print(f"heuristic repeats={args.heuristic_repeats} run: {w:.0f} s -> {run_dir}", flush=True)
+    return load(run_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,12 +242,18 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{mode} process {i + 1}: {w:.0f} s -> {d}", flush=True)
     if args.only == "heuristic" and args.md:
         heur = [load(d) for d in runs["heuristic"]]
-        md = heuristic_only(args, heur, walls["heuristic"])
+        hrep_only = heuristic_repeats_run(args, suites["heuristic"], placed, log, walls)
+        md = heuristic_only(args, heur, walls["heuristic"], hrep_only)
         args.md.parent.mkdir(parents=True, exist_ok=True)
         args.md.write_text(md)
         args.md.with_suffix(".json").write_text(json.dumps(
             {"placements": args.placements, "processes": len(heur),
-             "cases": heuristic_cases(heur)}, indent=0))
+             "cases": heuristic_cases(heur),
+             "heuristic_repeats": args.heuristic_repeats,
+             "repeats_intervals_us": {
+                 n: [r.aggregate.interval_low_ms * 1e3, r.aggregate.interval_high_ms * 1e3]
+                 for n, r in (hrep_only or {}).items() if r.aggregate is not None}},
+            indent=0))
         print(md)
     if args.only:
         return 0
@@ -222,14 +262,7 @@ def main(argv: list[str] | None = None) -> int:
                            *placed], log)
     walls["repeats"].append(w)
     print(f"repeats={args.repeats} run: {w:.0f} s -> {rep_dir}", flush=True)
-    hrep: dict[str, Any] = {}
-    if args.heuristic_repeats:
-        hrep_dir, w = run_once(suites["heuristic"], out / "heuristic-repeats",
-                               ["--repeats", str(args.heuristic_repeats), *placed], log)
-        walls["heuristic_repeats"] = [w]
-        hrep = load(hrep_dir)
-        print(f"heuristic repeats={args.heuristic_repeats} run: {w:.0f} s -> {hrep_dir}",
-              flush=True)
+    hrep = heuristic_repeats_run(args, suites["heuristic"], placed, log, walls) or {}
 
     heur = [load(d) for d in runs["heuristic"]]
     auto = [load(d) for d in runs["autotune"]]

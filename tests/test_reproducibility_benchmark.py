@@ -63,3 +63,27 @@ def test_without_a_heuristic_repeats_run_the_table_says_so(repro: Any) -> None:
     md = repro.to_markdown(_summary(heuristic_repeats=0), [_row()])
     assert "heuristic process" not in md
     assert md.splitlines()[-1].endswith("| 1.40 | - | - |")
+
+
+def test_the_heuristic_table_counts_processes_inside_the_repeats_interval(repro: Any) -> None:
+    import argparse
+
+    from helpers import record
+
+    from bench.record import Aggregate
+
+    def proc(ms: float) -> dict[str, Any]:
+        return {"a": record(0, samples=[ms] * 3)}
+
+    heur = [proc(7.0e-3), proc(7.1e-3), proc(7.3e-3)]  # spread 0.3 / 7.1 = 4.23 %
+    rep = record(0, aggregate=Aggregate(
+        passes=3, ok_passes=3, median_ms=7.1e-3, low_ms=7.0e-3, high_ms=7.2e-3,
+        interval_low_ms=6.95e-3, interval_high_ms=7.2e-3, interval_kind="t",
+        spread_pct=2.8))
+    args = argparse.Namespace(placements=1, heuristic_repeats=3, suite="s.toml", processes=3,
+                              filter=None)
+    md = repro.heuristic_only(args, heur, [30.0, 31.0, 29.0], {"a": rep})
+    # 7.3 µs lies 1.4 % above the interval's top (7.2 µs): outside
+    assert "within 1 % of it: **2/3**" in md
+    assert "cases whose 3 process medians lie within 1 % (target ≥ 95 %): **0/1**" in md
+    assert "| a | 7.10 | 4.23 | **no** | 6.95–7.20 | 3.52 | 2/3 |" in md.splitlines()
