@@ -105,6 +105,33 @@ def inside(medians: list[float], low: float, high: float, slack: float = 0.01) -
     return [low * (1 - slack) <= m <= high * (1 + slack) for m in medians]
 
 
+def leave_out_coverage(cases: dict[str, list[dict[str, Any]]], passes: int = 3
+                       ) -> tuple[int, int, list[float]]:
+    """What a ``repeats = passes`` run would have said, from P separate processes (a
+    ``--only heuristic`` JSON's ``cases``): for every choice of ``passes`` of them as the
+    passes, the between-pass interval (``bench.repeats.between_pass_interval``, from their
+    medians and CIs) and whether each left-out process's median lies inside it or within 1 %.
+    Returns (inside, total, interval widths in % of the passes' median). An estimate: each
+    process here had the whole timing budget, where a real pass gets 1/R of it."""
+    from itertools import combinations
+
+    from bench.repeats import between_pass_interval
+
+    n_in = n_all = 0
+    widths: list[float] = []
+    for rows in cases.values():
+        meds = [r["headline_us"] for r in rows]
+        cis = [(r["ci_us"][0], r["ci_us"][1]) for r in rows]
+        for chosen in combinations(range(len(rows)), passes):
+            lo, hi, _ = between_pass_interval([meds[i] for i in chosen],
+                                              [cis[i] for i in chosen])
+            widths.append((hi - lo) / statistics.median(meds[i] for i in chosen) * 100)
+            got = inside([m for i, m in enumerate(meds) if i not in chosen], lo, hi)
+            n_in += sum(got)
+            n_all += len(got)
+    return n_in, n_all, widths
+
+
 def heuristic_cases(heur: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Per case, per process: the headline, its interval and the placements' medians (µs)."""
     out: dict[str, list[dict[str, Any]]] = {}
@@ -211,12 +238,26 @@ def main(argv: list[str] | None = None) -> int:
                     help="buffer placements per case in every run (K; with the repeats run's "
                          "R passes, ceil(K / R) per pass; bench.placements)")
     ap.add_argument("--filter", help="convbench --filter expression: only these cases")
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--coverage-of", type=Path, nargs="+", metavar="JSON",
+                    help="no run: from these --only heuristic JSONs, how often a repeats=R "
+                         "interval of R of the processes holds the others (leave_out_coverage)")
     ap.add_argument("--md", type=Path, help="write the markdown table here too")
     ap.add_argument("--only", choices=["heuristic", "autotune"],
                     help="run only this mode's processes and stop (a later call with the same "
                          "--out reuses them)")
     args = ap.parse_args(argv)
+    if args.coverage_of:
+        for path in args.coverage_of:
+            data = json.loads(path.read_text())
+            n_in, n_all, widths = leave_out_coverage(data["cases"], args.heuristic_repeats)
+            print(f"{path}: {n_in}/{n_all} left-out process medians inside the interval of "
+                  f"{args.heuristic_repeats} of {data['processes']} processes or within 1 % "
+                  f"of it; interval width median {statistics.median(widths):.2f} %, max "
+                  f"{max(widths):.2f} %")
+        return 0
+    if args.out is None:
+        ap.error("--out is required (unless --coverage-of)")
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     log = out / "runs.log"

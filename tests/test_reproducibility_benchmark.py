@@ -87,3 +87,18 @@ def test_the_heuristic_table_counts_processes_inside_the_repeats_interval(repro:
     assert "within 1 % of it: **2/3**" in md
     assert "cases whose 3 process medians lie within 1 % (target ≥ 95 %): **0/1**" in md
     assert "| a | 7.10 | 4.23 | **no** | 6.95–7.20 | 3.52 | 2/3 |" in md.splitlines()
+
+
+def test_leave_out_coverage_takes_every_choice_of_passes_and_checks_the_rest(
+        repro: Any) -> None:
+    def proc(us: float) -> dict[str, Any]:
+        return {"headline_us": us, "ci_us": [us * 0.99, us * 1.01]}
+
+    # three processes agree at 10 µs, a fourth reads 12 µs: the interval of the three is
+    # their CIs' hull (no spread), 9.9..10.1, and misses it; each interval that includes the
+    # 12 µs process is wide (t = 4.30 with 2 degrees of freedom) and holds the left-out 10 µs
+    n_in, n_all, widths = repro.leave_out_coverage(
+        {"a": [proc(10.0), proc(10.0), proc(10.0), proc(12.0)]}, passes=3)
+    assert (n_in, n_all) == (3, 4)
+    assert widths[0] == pytest.approx(2.0)
+    assert all(w > 100 for w in widths[1:])
