@@ -105,6 +105,15 @@ def inside(medians: list[float], low: float, high: float, slack: float = 0.01) -
     return [low * (1 - slack) <= m <= high * (1 + slack) for m in medians]
 
 
+def covered(rec: Any, medians: list[float]) -> tuple[Any, list[bool]]:
+    """``rec``'s between-pass aggregate (None unless the record is ok and has one) and, per
+    median, whether it lies inside that interval or within 1 % of it."""
+    agg = rec.aggregate if rec is not None and rec.status == "ok" else None
+    if agg is None:
+        return None, []
+    return agg, inside(medians, agg.interval_low_ms, agg.interval_high_ms)
+
+
 def leave_out_coverage(cases: dict[str, list[dict[str, Any]]], passes: int = 3
                        ) -> tuple[int, int, list[float]]:
     """What a ``repeats = passes`` run would have said, from P separate processes (a
@@ -180,13 +189,11 @@ def heuristic_only(args: argparse.Namespace, heur: list[dict[str, Any]],
             ok_first += sp1 <= 1
             cells += [f"{statistics.median(pl):.2f}" if pl else "n/a", f"{sp1:.2f}"]
         if hrep is not None:
-            r = hrep.get(n)
-            agg = r.aggregate if r is not None and r.status == "ok" else None
+            agg, got = covered(hrep.get(n), meds)
             if agg is None:
                 cells += ["-", "-", "-"]
             else:
                 lo, hi = agg.interval_low_ms, agg.interval_high_ms
-                got = inside(meds, lo, hi)
                 n_in += sum(got)
                 n_all += len(got)
                 cells += [f"{lo * 1e3:.2f}–{hi * 1e3:.2f}",
@@ -325,9 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         a_in = inside(a, lo, hi)
         n_pairs += len(a_in)
         n_pairs_in += sum(a_in)
-        hr = hrep.get(name)
-        h_agg = hr.aggregate if hr is not None and hr.status == "ok" else None
-        h_in = inside(h, h_agg.interval_low_ms, h_agg.interval_high_ms) if h_agg else []
+        h_agg, h_in = covered(hrep.get(name), h)
         n_hpairs += len(h_in)
         n_hpairs_in += sum(h_in)
         s_h, s_a = spread(h), spread(a + [p.stats.median for p in r.passes if p.stats])
@@ -450,7 +455,7 @@ def to_markdown(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         if "heuristic_spread_pct" not in r:
             lines.append(f"| {r['case']} | {r['status']} |" + " |" * 13)
             continue
-        hi = r.get("heuristic_interval_us")
+        h_iv = r.get("heuristic_interval_us")
         only = r.get("probe_only_sets", 0)
         lines.append(
             f"| {r['case']} | {r['heuristic_median_us']:.1f} | {r['heuristic_spread_pct']:.2f} | "
@@ -461,7 +466,8 @@ def to_markdown(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
             f"{f' ({only})' if only else ''} | "
             f"{'yes' if r['selection_unstable'] else ''} | {r['autotune_inside']} | "
             f"{r['wall_ratio']:.2f} | "
-            + (f"{hi[0]:.2f}–{hi[1]:.2f} | {r['heuristic_inside']} |" if hi else "- | - |"))
+            + (f"{h_iv[0]:.2f}–{h_iv[1]:.2f} | {r['heuristic_inside']} |" if h_iv
+               else "- | - |"))
     return "\n".join(lines) + "\n"
 
 
