@@ -153,9 +153,19 @@ def heuristic_cases(heur: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]
             rows.append({"headline_us": r.median_ms * 1e3,
                          "ci_us": [r.stats.median_ci_low * 1e3, r.stats.median_ci_high * 1e3],
                          "placements_us": [p.median_ms * 1e3 for p in r.timing.placements]
-                         if r.timing else []})
+                         if r.timing else [],
+                         "clocks_after": (r.clocks.after if r.clocks else None)})
         out[n] = rows
     return out
+
+
+def clock_range(recs: Any) -> str:
+    """The SM clock NVML read after the case in each process: one value, a range, or n/a."""
+    mhz = sorted({c for r in recs if r.clocks and r.clocks.after
+                  and (c := r.clocks.after.get("sm_mhz")) is not None})
+    if not mhz:
+        return "n/a"
+    return str(mhz[0]) if len(mhz) == 1 else f"{mhz[0]}–{mhz[-1]}"
 
 
 def heuristic_only(args: argparse.Namespace, heur: list[dict[str, Any]],
@@ -169,6 +179,7 @@ def heuristic_only(args: argparse.Namespace, heur: list[dict[str, Any]],
     head = ["case", "median µs", "spread %", "within 1 %"]
     if k > 1:
         head += ["placement spread % (median of processes)", "first placement only: spread %"]
+    head += ["SM MHz after (processes)"]
     if hrep is not None:
         head += [f"repeats={args.heuristic_repeats} interval µs", "width %",
                  "processes inside"]
@@ -188,6 +199,7 @@ def heuristic_only(args: argparse.Namespace, heur: list[dict[str, Any]],
             sp1 = spread(first) if len(first) == len(heur) else float("nan")
             ok_first += sp1 <= 1
             cells += [f"{statistics.median(pl):.2f}" if pl else "n/a", f"{sp1:.2f}"]
+        cells.append(clock_range(h[n] for h in heur))
         if hrep is not None:
             agg, got = covered(hrep.get(n), meds)
             if agg is None:

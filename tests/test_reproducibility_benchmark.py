@@ -70,12 +70,14 @@ def test_the_heuristic_table_counts_processes_inside_the_repeats_interval(repro:
 
     from helpers import record
 
-    from bench.record import Aggregate
+    from bench.record import Aggregate, Clocks
 
-    def proc(ms: float) -> dict[str, Any]:
-        return {"a": record(0, samples=[ms] * 3)}
+    def proc(ms: float, sm_mhz: int) -> dict[str, Any]:
+        return {"a": record(0, samples=[ms] * 3,
+                            clocks=Clocks(after={"sm_mhz": sm_mhz, "mem_mhz": 3201}))}
 
-    heur = [proc(7.0e-3), proc(7.1e-3), proc(7.3e-3)]  # spread 0.3 / 7.1 = 4.23 %
+    # spread 0.3 / 7.1 = 4.23 %; the third process ran at a lower SM clock
+    heur = [proc(7.0e-3, 1980), proc(7.1e-3, 1980), proc(7.3e-3, 1755)]
     rep = record(0, aggregate=Aggregate(
         passes=3, ok_passes=3, median_ms=7.1e-3, low_ms=7.0e-3, high_ms=7.2e-3,
         interval_low_ms=6.95e-3, interval_high_ms=7.2e-3, interval_kind="t",
@@ -86,7 +88,11 @@ def test_the_heuristic_table_counts_processes_inside_the_repeats_interval(repro:
     # 7.3 µs lies 1.4 % above the interval's top (7.2 µs): outside
     assert "within 1 % of it: **2/3**" in md
     assert "cases whose 3 process medians lie within 1 % (target ≥ 95 %): **0/1**" in md
-    assert "| a | 7.10 | 4.23 | **no** | 6.95–7.20 | 3.52 | 2/3 |" in md.splitlines()
+    assert ("| a | 7.10 | 4.23 | **no** | 1755–1980 | 6.95–7.20 | 3.52 | 2/3 |"
+            in md.splitlines())
+    # one clock in every process is shown once
+    same = repro.heuristic_only(args, [proc(7.0e-3, 1980)] * 3, [30.0] * 3, None)
+    assert "| a | 7.00 | 0.00 | yes | 1980 |" in same.splitlines()
 
 
 def test_leave_out_coverage_takes_every_choice_of_passes_and_checks_the_rest(
