@@ -22,9 +22,13 @@ Per case it prints the spread of the P processes' first builds, the spread of al
 medians within each process (median over processes), and whether every build in every
 process launched the same kernels with the same configuration. A shift fixed per process
 shows as a wide between-process spread with narrow within-process spreads; a shift fixed per
-build shows within the processes too.
+build shows within the processes too. A two-way ANOVA of the placement medians (``two_way``)
+puts numbers on both: the process × build interaction is an offset per build, which a rebuild
+samples; the process effect over that interaction is what stays fixed per process.
 
-Writes ``--out`` (.md and .json).
+Writes ``--out`` (.md and .json); ``--render JSON`` prints the table of a saved run again.
+``--filter "batch > 0"`` selects the whole suite, where the heuristic misses happen (the
+default filter's eight cases run in a shorter process with another history).
 """
 
 from __future__ import annotations
@@ -158,6 +162,38 @@ def spread(v: Sequence[float]) -> float:
     return (max(v) - min(v)) / min(v) * 100.0
 
 
+def two_way(x: Sequence[Sequence[Sequence[float]]]) -> dict[str, float]:
+    """Two-way ANOVA of ``x[process][build][placement]`` (the placements of one build are its
+    replicates): F and p of the process effect, of the build order (the same build index in
+    every process) and of their interaction (a build's own offset, which a rebuild in the
+    same process samples again). Needs at least 2 processes, 2 builds and 2 placements."""
+    import numpy as np
+    from scipy.stats import f as f_dist
+
+    a = np.asarray(x, dtype=float)
+    p, b, k = a.shape
+    g = a.mean()
+    mp, mb, mpb = a.mean(axis=(1, 2)), a.mean(axis=(0, 2)), a.mean(axis=2)
+    ss = {"process": b * k * float(((mp - g) ** 2).sum()),
+          "build": p * k * float(((mb - g) ** 2).sum()),
+          "interaction": k * float(((mpb - mp[:, None] - mb[None, :] + g) ** 2).sum())}
+    df = {"process": p - 1, "build": b - 1, "interaction": (p - 1) * (b - 1)}
+    df_e = p * b * (k - 1)
+    ms_e = float(((a - mpb[:, :, None]) ** 2).sum()) / df_e
+    out: dict[str, float] = {}
+    for name in ss:
+        f = ss[name] / df[name] / ms_e if ms_e > 0 else float("inf")
+        out[f"F_{name}"] = f
+        out[f"p_{name}"] = float(f_dist.sf(f, df[name], df_e)) if ms_e > 0 else 0.0
+    # builds as random draws: is the process effect larger than the builds' own offsets?
+    ms_pb = ss["interaction"] / df["interaction"]
+    f = ss["process"] / df["process"] / ms_pb if ms_pb > 0 else float("inf")
+    out["F_process_over_builds"] = f
+    out["p_process_over_builds"] = (float(f_dist.sf(f, df["process"], df["interaction"]))
+                                    if ms_pb > 0 else 0.0)
+    return out
+
+
 def config_key(kernels: list[dict[str, Any]]) -> str:
     return json.dumps([(k["name"], k["grid"], k["block"], k["registers"], k["shared"])
                        for k in kernels])
@@ -173,9 +209,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--per-placement-s", type=float, default=0.05)
     p.add_argument("--out", type=Path)
     p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--render", type=Path, metavar="JSON",
+                   help="no run: print the table of a saved --out JSON (with the ANOVA "
+                        "columns, also for JSONs written before them)")
     args = p.parse_args(argv)
     if args.child:
         return child(args)
+    if args.render:
+        saved = json.loads(args.render.read_text())
+        a = saved.get("args", {})
+        command = saved.get("command") or (
+            f"benchmarks/build_shift.py --processes {a.get('processes')} --builds "
+            f"{a.get('builds')} --placements {a.get('placements')} --per-placement-s "
+            f"{a.get('per_placement_s')}")
+        print("\n".join(render(saved["processes"], command, saved.get("total_s", 0.0))[0]))
+        return 0
     if args.out is None:
         p.error("--out is required")
 
@@ -198,14 +246,32 @@ def main(argv: Sequence[str] | None = None) -> int:
             procs.append(json.loads(path.read_text()))
     total = time.perf_counter() - t0
 
-    lines = [f"# Process shift or build shift? (heuristic, {args.processes} processes × "
-             f"{args.builds} builds × {args.placements} placements)", "",
-             f"Command: `benchmarks/build_shift.py {' '.join(argv or sys.argv[1:])}`; "
+    command = f"benchmarks/build_shift.py {' '.join(argv or sys.argv[1:])}"
+    lines, summary = render(procs, command, total)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    args.out.with_suffix(".json").write_text(json.dumps(
+        {"args": vars(args) | {"out": str(args.out)}, "command": command, "summary": summary,
+         "processes": procs, "total_s": total}, indent=1, default=str))
+    print("\n".join(lines))
+    return 0
+
+
+def render(procs: list[list[dict[str, Any]]], command: str,
+           total: float) -> tuple[list[str], list[dict[str, Any]]]:
+    """The markdown table and the per-case summary of the processes' builds."""
+    n_builds, n_placements = len(procs[0][0]["builds"]), len(
+        procs[0][0]["builds"][0]["placements_us"])
+    lines = [f"# Process shift or build shift? (heuristic, {len(procs)} processes × "
+             f"{n_builds} builds × {n_placements} placements)", "",
+             f"Command: `{command}`; "
              f"total {total:.0f} s. µs per inference, median over a build's placements.", "",
              "| case | first builds: spread % across processes | all builds: spread % "
              "across processes (median of builds) | builds within a process: spread % "
-             "(median, max over processes) | launch configurations | per process: builds' "
-             "medians |", "|---|---|---|---|---|---|"]
+             "(median, max over processes) | F process (p) | F build order (p) | "
+             "F process × build (p) | F process over process × build (p) | launch "
+             "configurations | per process: builds' medians |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     summary = []
     for ci, row in enumerate(procs[0]):
         name = row["case"]
@@ -215,23 +281,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         within = [spread([x["median_us"] for x in b]) for b in per]
         keys = {config_key(x["kernels"]) for b in per for x in b}
         cells = "; ".join("/".join(f"{x['median_us']:.2f}" for x in b) for b in per)
+        k = min(len(x["placements_us"]) for b in per for x in b)
+        anova = (two_way([[x["placements_us"][:k] for x in b] for b in per])
+                 if len(per) > 1 and len(per[0]) > 1 and k > 1 else {})
+        fs = " | ".join(f"{anova[f'F_{e}']:.1f} ({anova[f'p_{e}']:.0e})" if anova else "n/a"
+                        for e in ("process", "build", "interaction",
+                                  "process_over_builds"))
         lines.append(f"| {name} | {spread(firsts):.2f} | {spread(meds):.2f} | "
-                     f"{statistics.median(within):.2f}, {max(within):.2f} | {len(keys)} | "
-                     f"{cells} |")
+                     f"{statistics.median(within):.2f}, {max(within):.2f} | {fs} | "
+                     f"{len(keys)} | {cells} |")
         summary.append({"case": name, "first_spread_pct": spread(firsts),
                         "median_spread_pct": spread(meds), "within_pct": within,
-                        "configs": sorted(keys)})
+                        "anova": anova, "configs": sorted(keys)})
     lines += ["", "Builds in each process, in order: " + "; ".join(
         b["kind"] for b in procs[0][0]["builds"]) + ".", "",
               "Launch configurations: distinct (kernel, grid, block, registers, shared "
-              "memory) lists over every build of every process.", ""]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps(
-        {"args": vars(args) | {"out": str(args.out)}, "summary": summary,
-         "processes": procs, "total_s": total}, indent=1, default=str))
-    print("\n".join(lines))
-    return 0
+              "memory) lists over every build of every process.", "",
+              "F: two-way ANOVA of the placement medians (process × build order, a build's "
+              "placements as replicates; each F against the placements' own scatter, the "
+              "last against the process × build mean square). A large F process × build is "
+              "an offset per build, which rebuilds in one process sample; a large F process "
+              "over process × build is a shift fixed per process beyond that, which no "
+              "rebuild in that process samples.", ""]
+    return lines, summary
 
 
 if __name__ == "__main__":
