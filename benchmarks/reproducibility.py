@@ -159,6 +159,19 @@ def heuristic_cases(heur: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]
     return out
 
 
+def process_f(groups: list[list[float]]) -> str:
+    """One-way ANOVA of the placement medians grouped by process: F near 1 means the processes
+    differ by no more than their placements scatter (more placements would narrow it); a large
+    F is a shift that stays with the process."""
+    from scipy.stats import f_oneway
+
+    groups = [g for g in groups if len(g) >= 2]
+    if len(groups) < 2:
+        return "n/a"
+    res = f_oneway(*groups)
+    return f"{float(res.statistic):.1f} ({float(res.pvalue):.0e})"
+
+
 def clock_range(recs: Any) -> str:
     """The SM clock NVML read after the case in each process: one value, a range, or n/a."""
     mhz = sorted({c for r in recs if r.clocks and r.clocks.after
@@ -178,7 +191,8 @@ def heuristic_only(args: argparse.Namespace, heur: list[dict[str, Any]],
     k = args.placements
     head = ["case", "median µs", "spread %", "within 1 %"]
     if k > 1:
-        head += ["placement spread % (median of processes)", "first placement only: spread %"]
+        head += ["placement spread % (median of processes)", "first placement only: spread %",
+                 "F processes over placements (p)"]
     head += ["SM MHz after (processes)"]
     if hrep is not None:
         head += [f"repeats={args.heuristic_repeats} interval µs", "width %",
@@ -198,7 +212,9 @@ def heuristic_only(args: argparse.Namespace, heur: list[dict[str, Any]],
                      if h[n].timing and h[n].timing.placements]
             sp1 = spread(first) if len(first) == len(heur) else float("nan")
             ok_first += sp1 <= 1
-            cells += [f"{statistics.median(pl):.2f}" if pl else "n/a", f"{sp1:.2f}"]
+            cells += [f"{statistics.median(pl):.2f}" if pl else "n/a", f"{sp1:.2f}",
+                      process_f([[p.median_ms for p in h[n].timing.placements]
+                                 for h in heur if h[n].timing])]
         cells.append(clock_range(h[n] for h in heur))
         if hrep is not None:
             agg, got = covered(hrep.get(n), meds)

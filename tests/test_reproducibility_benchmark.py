@@ -108,3 +108,32 @@ def test_leave_out_coverage_takes_every_choice_of_passes_and_checks_the_rest(
     assert (n_in, n_all) == (3, 4)
     assert widths[0] == pytest.approx(2.0)
     assert all(w > 100 for w in widths[1:])
+
+
+def test_the_placements_table_tells_a_process_shift_from_placement_scatter(repro: Any) -> None:
+    import argparse
+
+    from helpers import record
+
+    from bench.record import Placement, TimingFacts
+
+    def proc(meds_us: list[float]) -> dict[str, Any]:
+        placed = [Placement(index=i, moved=i > 0, samples=3, median_ms=m * 1e-3)
+                  for i, m in enumerate(meds_us)]
+        return {"a": record(0, samples=[m * 1e-3 for m in meds_us],
+                            timing=TimingFacts(mode="graph", iters_per_sample=1, l2="warm",
+                                               placements=placed, placement_spread_pct=1.0))}
+
+    args = argparse.Namespace(placements=3, heuristic_repeats=0, suite="s.toml", processes=2,
+                              filter=None)
+    # the second process reads every placement 1 µs higher: groups 10, 11, 12 and 11, 12, 13
+    # (each with variance 1), between-group mean square 1.5 on 1 df against 1 on 4 df: F = 1.5
+    md = repro.heuristic_only(args, [proc([10.0, 11.0, 12.0]), proc([11.0, 12.0, 13.0])],
+                              [30.0, 31.0], None)
+    row = next(x for x in md.splitlines() if x.startswith("| a |"))
+    assert " | 1.5 (3e-01) | n/a |" in row  # F, p = 0.29; no clocks in these records
+    # a shift far beyond the placements' scatter
+    md = repro.heuristic_only(args, [proc([10.0, 10.1, 10.2]), proc([11.0, 11.1, 11.2])],
+                              [30.0, 31.0], None)
+    row = next(x for x in md.splitlines() if x.startswith("| a |"))
+    assert " | 150.0 (3e-04) | n/a |" in row
