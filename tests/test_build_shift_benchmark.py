@@ -3,7 +3,6 @@ offset per build, and the table it renders from saved processes (exact numbers, 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -11,17 +10,12 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
 def bs() -> Any:
-    spec = importlib.util.spec_from_file_location("build_shift",
-                                                  ROOT / "benchmarks" / "build_shift.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from helpers import load_benchmark
+
+    return load_benchmark("build_shift")
 
 
 def test_a_shift_fixed_per_process_shows_in_the_process_effect_only(bs: Any) -> None:

@@ -3,23 +3,16 @@ what its table says about the heuristic repeats run (exact numbers, no GPU)."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
 def repro() -> Any:
-    spec = importlib.util.spec_from_file_location("reproducibility",
-                                                  ROOT / "benchmarks" / "reproducibility.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from helpers import load_benchmark
+
+    return load_benchmark("reproducibility")
 
 
 def test_a_median_inside_or_within_one_per_cent_of_the_interval_counts(repro: Any) -> None:
