@@ -22,9 +22,10 @@ Per case it prints the spread of the P processes' first builds, the spread of al
 medians within each process (median over processes), and whether every build in every
 process launched the same kernels with the same configuration. A shift fixed per process
 shows as a wide between-process spread with narrow within-process spreads; a shift fixed per
-build shows within the processes too. A two-way ANOVA of the placement medians (``two_way``)
-puts numbers on both: the process × build interaction is an offset per build, which a rebuild
-samples; the process effect over that interaction is what stays fixed per process.
+build shows within the processes too. An ANOVA of the placement medians
+(``anova.process_build_placement``, the placement index as a block) puts numbers on both:
+the process × build interaction is an offset per build, which a rebuild samples; the
+process effect over that interaction is what stays fixed per process.
 
 Writes ``--out`` (.md and .json); ``--render JSON`` prints the table of a saved run again.
 ``--filter "batch > 0"`` selects the whole suite, where the heuristic misses happen (the
@@ -49,6 +50,8 @@ ROOT = Path(__file__).resolve().parents[1]
 for _p in (ROOT, ROOT / "benchmarks"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
+
+from anova import cell, process_build_placement  # noqa: E402  (benchmarks/ on sys.path)
 
 DEFAULT_FILTER = ("label in ['mobilenetv2-pointwise', '3x3-64to128', 'resnet50-layer1-3x3', "
                   "'deeplab-dilated']")
@@ -162,36 +165,11 @@ def spread(v: Sequence[float]) -> float:
     return (max(v) - min(v)) / min(v) * 100.0
 
 
-def two_way(x: Sequence[Sequence[Sequence[float]]]) -> dict[str, float]:
-    """Two-way ANOVA of ``x[process][build][placement]`` (the placements of one build are its
-    replicates): F and p of the process effect, of the build order (the same build index in
-    every process) and of their interaction (a build's own offset, which a rebuild in the
-    same process samples again). Needs at least 2 processes, 2 builds and 2 placements."""
-    import numpy as np
-    from scipy.stats import f as f_dist
-
-    a = np.asarray(x, dtype=float)
-    p, b, k = a.shape
-    g = a.mean()
-    mp, mb, mpb = a.mean(axis=(1, 2)), a.mean(axis=(0, 2)), a.mean(axis=2)
-    ss = {"process": b * k * float(((mp - g) ** 2).sum()),
-          "build": p * k * float(((mb - g) ** 2).sum()),
-          "interaction": k * float(((mpb - mp[:, None] - mb[None, :] + g) ** 2).sum())}
-    df = {"process": p - 1, "build": b - 1, "interaction": (p - 1) * (b - 1)}
-    df_e = p * b * (k - 1)
-    ms_e = float(((a - mpb[:, :, None]) ** 2).sum()) / df_e
-    out: dict[str, float] = {}
-    for name in ss:
-        f = ss[name] / df[name] / ms_e if ms_e > 0 else float("inf")
-        out[f"F_{name}"] = f
-        out[f"p_{name}"] = float(f_dist.sf(f, df[name], df_e)) if ms_e > 0 else 0.0
-    # builds as random draws: is the process effect larger than the builds' own offsets?
-    ms_pb = ss["interaction"] / df["interaction"]
-    f = ss["process"] / df["process"] / ms_pb if ms_pb > 0 else float("inf")
-    out["F_process_over_builds"] = f
-    out["p_process_over_builds"] = (float(f_dist.sf(f, df["process"], df["interaction"]))
-                                    if ms_pb > 0 else 0.0)
-    return out
+def shown_command(argv: list[str]) -> str:
+    """The command line as a reader would type it (values with spaces or quotes in double
+    quotes: the filter expressions hold single quotes)."""
+    shown = [f'"{x}"' if any(c in x for c in " '\"[") else x for x in argv]
+    return " ".join(["benchmarks/build_shift.py", *shown])
 
 
 def config_key(kernels: list[dict[str, Any]]) -> str:
@@ -218,10 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.render:
         saved = json.loads(args.render.read_text())
         a = saved.get("args", {})
-        command = saved.get("command") or (
-            f"benchmarks/build_shift.py --processes {a.get('processes')} --builds "
-            f"{a.get('builds')} --placements {a.get('placements')} --per-placement-s "
-            f"{a.get('per_placement_s')}")
+        command = saved.get("command") or shown_command(
+            [x for k in ("filter", "processes", "builds", "placements", "per_placement_s")
+             if a.get(k) is not None for x in (f"--{k.replace('_', '-')}", str(a[k]))])
         print("\n".join(render(saved["processes"], command, saved.get("total_s", 0.0))[0]))
         return 0
     if args.out is None:
@@ -246,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             procs.append(json.loads(path.read_text()))
     total = time.perf_counter() - t0
 
-    command = f"benchmarks/build_shift.py {' '.join(argv or sys.argv[1:])}"
+    command = shown_command(list(argv or sys.argv[1:]))
     lines, summary = render(procs, command, total)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
@@ -268,10 +245,10 @@ def render(procs: list[list[dict[str, Any]]], command: str,
              f"total {total:.0f} s. µs per inference, median over a build's placements.", "",
              "| case | first builds: spread % across processes | all builds: spread % "
              "across processes (median of builds) | builds within a process: spread % "
-             "(median, max over processes) | F process (p) | F build order (p) | "
-             "F process × build (p) | F process over process × build (p) | launch "
-             "configurations | per process: builds' medians |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "(median, max over processes) | F process (p) | F build order over "
+             "process × build (p) | F process × build (p) | F process over process × build "
+             "(p) | F placement index (p) | launch configurations | per process: builds' "
+             "medians |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     summary = []
     for ci, row in enumerate(procs[0]):
         name = row["case"]
@@ -281,25 +258,28 @@ def render(procs: list[list[dict[str, Any]]], command: str,
         within = [spread([x["median_us"] for x in b]) for b in per]
         keys = {config_key(x["kernels"]) for b in per for x in b}
         cells = "; ".join("/".join(f"{x['median_us']:.2f}" for x in b) for b in per)
-        k = min(len(x["placements_us"]) for b in per for x in b)
-        anova = (two_way([[x["placements_us"][:k] for x in b] for b in per])
-                 if len(per) > 1 and len(per[0]) > 1 and k > 1 else {})
-        fs = " | ".join(f"{anova[f'F_{e}']:.1f} ({anova[f'p_{e}']:.0e})" if anova else "n/a"
-                        for e in ("process", "build", "interaction",
-                                  "process_over_builds"))
+        grid = [[x["placements_us"] for x in b] for b in per]
+        try:
+            res = process_build_placement(grid)
+        except ValueError:  # ragged (a placement or build missing) or too small
+            res = {}
+        fs = " | ".join(cell(res, e) for e in ("process", "build", "interaction",
+                                                "process_over_builds", "placement"))
         lines.append(f"| {name} | {spread(firsts):.2f} | {spread(meds):.2f} | "
                      f"{statistics.median(within):.2f}, {max(within):.2f} | {fs} | "
                      f"{len(keys)} | {cells} |")
         summary.append({"case": name, "first_spread_pct": spread(firsts),
                         "median_spread_pct": spread(meds), "within_pct": within,
-                        "anova": anova, "configs": sorted(keys)})
+                        "anova": res, "configs": sorted(keys)})
     lines += ["", "Builds in each process, in order: " + "; ".join(
         b["kind"] for b in procs[0][0]["builds"]) + ".", "",
               "Launch configurations: distinct (kernel, grid, block, registers, shared "
               "memory) lists over every build of every process.", "",
-              "F: two-way ANOVA of the placement medians (process × build order, a build's "
-              "placements as replicates; each F against the placements' own scatter, the "
-              "last against the process × build mean square). A large F process × build is "
+              "F: ANOVA of the placement medians (`benchmarks/anova.py`, "
+              "process_build_placement): process × build order with the placement index as "
+              "a block (placement k is the same draw in every process and build). F process, "
+              "F process × build and F placement are against the residual; build order and "
+              "process are also tested against process × build. A large F process × build is "
               "an offset per build, which rebuilds in one process sample; a large F process "
               "over process × build is a shift fixed per process beyond that, which no "
               "rebuild in that process samples.", ""]

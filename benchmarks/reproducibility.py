@@ -39,6 +39,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def suite_with(text: str, **defaults: Any) -> str:
@@ -160,16 +161,16 @@ def heuristic_cases(heur: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]
 
 
 def process_f(groups: list[list[float]]) -> str:
-    """One-way ANOVA of the placement medians grouped by process: F near 1 means the processes
-    differ by no more than their placements scatter (more placements would narrow it); a large
-    F is a shift that stays with the process."""
-    from scipy.stats import f_oneway
+    """ANOVA of the placement medians, process × placement index (``anova``; placement k is
+    the same draw in every process): F near 1 means the processes differ by no more than the
+    placements scatter (more placements would narrow it); a large F is a shift that stays
+    with the process. ``n/a`` when the processes timed different numbers of placements."""
+    from anova import cell, process_by_placement
 
-    groups = [g for g in groups if len(g) >= 2]
-    if len(groups) < 2:
+    try:
+        return cell(process_by_placement(groups), "process")
+    except ValueError:
         return "n/a"
-    res = f_oneway(*groups)
-    return f"{float(res.statistic):.1f} ({float(res.pvalue):.0e})"
 
 
 def clock_range(recs: Any) -> str:
@@ -192,7 +193,7 @@ def heuristic_only(args: argparse.Namespace, heur: list[dict[str, Any]],
     head = ["case", "median µs", "spread %", "within 1 %"]
     if k > 1:
         head += ["placement spread % (median of processes)", "first placement only: spread %",
-                 "F processes over placements (p)"]
+                 "F process, placement blocked (p)"]
     head += ["SM MHz after (processes)"]
     if hrep is not None:
         head += [f"repeats={args.heuristic_repeats} interval µs", "width %",

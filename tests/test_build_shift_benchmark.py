@@ -4,7 +4,6 @@ offset per build, and the table it renders from saved processes (exact numbers, 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -18,26 +17,63 @@ def bs() -> Any:
     return load_benchmark("build_shift")
 
 
-def test_a_shift_fixed_per_process_shows_in_the_process_effect_only(bs: Any) -> None:
-    # process 0 reads 1 and 3 in both builds, process 1 reads 5 and 7: process means 2 and 6,
-    # SS process = 2 builds * 2 placements * (2^2 + 2^2) = 32 on 1 df; the placements' own
-    # scatter: 4 cells * 2 = 8 on 4 df, mean square 2; F = 16
-    a = bs.two_way([[[1, 3], [1, 3]], [[5, 7], [5, 7]]])
-    assert a["F_process"] == pytest.approx(16.0)
-    assert a["p_process"] == pytest.approx(0.016130, abs=1e-6)
-    assert a["F_build"] == 0.0 and a["F_interaction"] == 0.0
-    # no build offsets at all: the process effect stands above them without limit
-    assert math.isinf(a["F_process_over_builds"]) and a["p_process_over_builds"] == 0.0
+@pytest.fixture(scope="module")
+def anova() -> Any:
+    from helpers import load_benchmark
+
+    return load_benchmark("anova")
 
 
-def test_an_offset_per_build_shows_in_the_interaction_not_the_process(bs: Any) -> None:
-    # each process has one fast and one slow build (in opposite order): cell means 1.1 and
-    # 3.1, SS interaction = 2 * 4 * 1 = 8 on 1 df; scatter 4 * 0.02 = 0.08 on 4 df; F = 400
-    a = bs.two_way([[[1.0, 1.2], [3.0, 3.2]], [[3.0, 3.2], [1.0, 1.2]]])
-    assert a["F_interaction"] == pytest.approx(400.0)
+def test_a_shift_fixed_per_process_shows_in_the_process_effect_only(anova: Any) -> None:
+    # y = 10 + placement (0, +2) + process (-1, +1) + 0.2 * process x build sign
+    #     + 0.1 * process x build x placement sign (the residual)
+    # SS process = 2 builds * 2 placements * 2 = 8; process x build = 2 * 4 * 0.04 = 0.32;
+    # residual 8 * 0.01 = 0.08 on 3 df (7 - process - build - interaction - placement)
+    s = (1, -1)
+    y = [[[10 + 2 * k - s[p] + 0.2 * s[p] * s[b] + 0.1 * s[p] * s[b] * s[k]
+           for k in range(2)] for b in range(2)] for p in range(2)]
+    a = anova.process_build_placement(y)
+    assert a["F_process"] == pytest.approx(8 / (0.08 / 3))
+    assert a["F_interaction"] == pytest.approx(0.32 / (0.08 / 3))
+    assert a["F_process_over_builds"] == pytest.approx(25.0)
+    assert a["p_process_over_builds"] == pytest.approx(0.125666, abs=1e-6)
+    assert a["F_placement"] == pytest.approx(8 / (0.08 / 3))
+    assert a["F_build"] == pytest.approx(0.0, abs=1e-9) and a["p_build"] == pytest.approx(1.0)
+
+
+def test_an_offset_per_build_shows_in_the_interaction_not_the_process(anova: Any) -> None:
+    # each process has one fast and one slow build, in opposite order (+-1), no process shift
+    s = (1, -1)
+    y = [[[10 + 2 * k + s[p] * s[b] + 0.1 * s[p] * s[b] * s[k] for k in range(2)]
+          for b in range(2)] for p in range(2)]
+    a = anova.process_build_placement(y)
+    assert a["F_interaction"] == pytest.approx(8 / (0.08 / 3))  # 300
     assert a["F_process"] == pytest.approx(0.0, abs=1e-9)
     assert a["F_process_over_builds"] == pytest.approx(0.0, abs=1e-9)
     assert a["p_process_over_builds"] == pytest.approx(1.0)
+
+
+def test_placement_k_is_a_block_not_a_replicate(anova: Any) -> None:
+    # placements read 10, 11, 12 in both processes (the same draws), the second process 1 µs
+    # higher, plus a residual of +-0.1/0.2: SS process 1.5 on 1 df, residual 0.12 on 2 df.
+    # As replicates the placements' own spread (1 µs) would hide the shift.
+    x = [[10.1, 10.8, 12.1], [10.9, 12.2, 12.9]]
+    a = anova.process_by_placement(x)
+    assert a["F_process"] == pytest.approx(25.0)
+    assert anova.cell(a, "process") == "25.0 (4e-02)"
+    assert anova.process_by_placement([[10.1, 10.8, 12.1], [9.9, 11.2, 11.9]])[
+        "F_process"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_no_scatter_and_ragged_input_give_no_false_answer(anova: Any) -> None:
+    flat = anova.process_by_placement([[5.0, 5.0], [5.0, 5.0]])
+    assert anova.cell(flat, "process") == "n/a"  # no effect over no scatter: no answer
+    exact = anova.process_by_placement([[5.0, 6.0], [7.0, 8.0]])  # additive, no residual
+    assert anova.cell(exact, "process") == "inf (0)"
+    with pytest.raises(ValueError, match="P x K"):
+        anova.process_by_placement([[1.0, 2.0], [1.0]])
+    with pytest.raises(ValueError, match="P x B x K"):
+        anova.process_build_placement([[[1.0, 2.0]], [[1.0, 2.0]]])  # one build
 
 
 def _build(meds: list[float], grid: int = 8) -> dict[str, Any]:
@@ -49,15 +85,20 @@ def _build(meds: list[float], grid: int = 8) -> dict[str, Any]:
 
 def test_render_shows_the_anova_and_the_launch_configurations(bs: Any, tmp_path: Path,
                                                              capsys: Any) -> None:
-    procs = [[{"case": "a", "builds": [_build([1, 3, 2]), _build([1, 3, 2])]}],
-             [{"case": "a", "builds": [_build([5, 7, 6]), _build([5, 7, 6], grid=16)]}]]
+    # two processes x two builds x three placements: process 1 reads 4 µs higher, the
+    # placements differ alike in both (the same draws), plus a residual of +-0.1
+    procs = [[{"case": "a", "builds": [_build([1.1, 2.9, 2.0]), _build([0.9, 3.1, 2.0])]}],
+             [{"case": "a", "builds": [_build([4.9, 7.1, 6.0]),
+                                       _build([5.1, 6.9, 6.0], grid=16)]}]]
     lines, summary = bs.render(procs, "benchmarks/build_shift.py --processes 2", 12.0)
     row = next(x for x in lines if x.startswith("| a |"))
-    # first builds 2 and 6: spread (6 - 2) / 2 = 200 %; within each process 0 %;
-    # SS process = 2 * 3 * 8 = 48, scatter 4 cells * 2 = 8 on 8 df: F = 48
-    assert row.startswith("| a | 200.00 | 200.00 | 0.00, 0.00 | 48.0 (")
+    # first builds' medians 2 and 6: spread (6 - 2) / 2 = 200 %; within each process 0 %;
+    # SS process 2 * 3 * 8 = 48 on 1 df; residual 8 * 0.01 = 0.08 on 12 - 1 - 1 - 1 - 2 - 1 = 6
+    # df: F = 48 / (0.08 / 6) = 3600; no build order and no build offsets: "n/a"
+    assert row.startswith("| a | 200.00 | 200.00 | 0.00, 0.00 | 3600.0 (")
+    assert " | n/a | 0.0 (1e+00) | inf (0) | " in row  # build order; interaction; over builds
     assert row.endswith(" | 2 | 2.00/2.00; 6.00/6.00 |")  # the second grid is a second config
-    assert summary[0]["anova"]["F_process"] == pytest.approx(48.0)
+    assert summary[0]["anova"]["F_process"] == pytest.approx(3600.0)
     # a saved JSON renders the same table without a GPU
     saved = tmp_path / "shift.json"
     saved.write_text(json.dumps({"args": {"processes": 2, "builds": 2, "placements": 3,

@@ -119,14 +119,15 @@ def test_the_placements_table_tells_a_process_shift_from_placement_scatter(repro
 
     args = argparse.Namespace(placements=3, heuristic_repeats=0, suite="s.toml", processes=2,
                               filter=None)
-    # the second process reads every placement 1 µs higher: groups 10, 11, 12 and 11, 12, 13
-    # (each with variance 1), between-group mean square 1.5 on 1 df against 1 on 4 df: F = 1.5
-    md = repro.heuristic_only(args, [proc([10.0, 11.0, 12.0]), proc([11.0, 12.0, 13.0])],
+    # placement k is the same draw in both processes (10, 11, 12 µs); the second process reads
+    # 1 µs higher, with a residual of +-0.1/0.2: F = 1.5 / 0.06 = 25 (p = 0.04), though each
+    # process's placements spread by 2 µs
+    md = repro.heuristic_only(args, [proc([10.1, 10.8, 12.1]), proc([10.9, 12.2, 12.9])],
                               [30.0, 31.0], None)
     row = next(x for x in md.splitlines() if x.startswith("| a |"))
-    assert " | 1.5 (3e-01) | n/a |" in row  # F, p = 0.29; no clocks in these records
-    # a shift far beyond the placements' scatter
-    md = repro.heuristic_only(args, [proc([10.0, 10.1, 10.2]), proc([11.0, 11.1, 11.2])],
+    assert " | 25.0 (4e-02) | n/a |" in row  # no clocks in these records
+    # the same placements without the shift: F = 0
+    md = repro.heuristic_only(args, [proc([10.1, 10.8, 12.1]), proc([9.9, 11.2, 11.9])],
                               [30.0, 31.0], None)
     row = next(x for x in md.splitlines() if x.startswith("| a |"))
-    assert " | 150.0 (3e-04) | n/a |" in row
+    assert " | 0.0 (1e+00) | n/a |" in row
