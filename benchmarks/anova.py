@@ -3,8 +3,8 @@ an offset per build, or placement scatter?
 
 Placement k draws its buffer layout from ``k`` (``TorchEngine._relocate_impl`` seeds its spacers
 with the placement index), so placement k is the same draw in every process and build: the
-placement index is a crossed factor (a block), not a replicate. Both designs here take it out
-of the error term before testing anything else.
+placement index is a crossed factor, not a replicate. Both designs here keep it as a factor;
+each effect is tested against the interaction that holds its own scatter.
 """
 
 from __future__ import annotations
@@ -25,18 +25,19 @@ def _array(x: object, ndim: int, what: str) -> np.ndarray:
     return a
 
 
-def f_test(ss_num: float, df_num: int, ss_den: float, df_den: int) -> tuple[float, float]:
-    """F = (ss_num / df_num) / (ss_den / df_den) and its upper-tail p. No effect over no
-    scatter (both zero) is nan, not significant; an effect over no scatter is inf, p = 0."""
+def f_test(ss_num: float, df_num: int, ss_den: float, df_den: int,
+           scale: float) -> tuple[float, float]:
+    """F = (ss_num / df_num) / (ss_den / df_den) and its upper-tail p. ``scale``: the data's
+    total sum of squares, against which a sum of squares counts as zero (rounding). No effect
+    over no scatter (both zero) is nan, not significant; an effect over no scatter is inf."""
     from scipy.stats import f as f_dist
 
     if df_num < 1 or df_den < 1:
         return math.nan, math.nan
-    eps = 1e-12 * max(abs(ss_num), abs(ss_den), 1.0)
-    num, den = ss_num / df_num, ss_den / df_den
-    if den <= eps:
-        return (math.nan, math.nan) if num <= eps else (math.inf, 0.0)
-    f = num / den
+    eps = 1e-12 * scale
+    if ss_den <= eps:
+        return (math.nan, math.nan) if ss_num <= eps else (math.inf, 0.0)
+    f = (ss_num / df_num) / (ss_den / df_den)
     return f, float(f_dist.sf(f, df_num, df_den))
 
 
@@ -53,44 +54,54 @@ def process_by_placement(x: Sequence[Sequence[float]]) -> dict[str, float]:
     ss_k = p * float(((mk - g) ** 2).sum())
     ss_r = float(((a - mp[:, None] - mk[None, :] + g) ** 2).sum())
     df_r = (p - 1) * (k - 1)
+    scale = float(((a - g) ** 2).sum())
     out: dict[str, float] = {}
-    out["F_process"], out["p_process"] = f_test(ss_p, p - 1, ss_r, df_r)
-    out["F_placement"], out["p_placement"] = f_test(ss_k, k - 1, ss_r, df_r)
+    out["F_process"], out["p_process"] = f_test(ss_p, p - 1, ss_r, df_r, scale)
+    out["F_placement"], out["p_placement"] = f_test(ss_k, k - 1, ss_r, df_r, scale)
     return out
 
 
 def process_build_placement(x: Sequence[Sequence[Sequence[float]]]) -> dict[str, float]:
-    """``x[process][build][placement]``, one median per cell. The placement index is an
-    additive block; the residual (the error) is what is left after process, build order,
-    process × build and placement. Returned, each with its p:
+    """``x[process][build][placement]``, one median per cell: a three-way layout without
+    replication. Every effect is tested against the interaction that holds its own scatter,
+    and no interactions are pooled (the first build's placements can follow another pattern
+    than the later builds', so build × placement is not a residual). Returned, each with p:
 
-    - ``F_process`` and ``F_interaction`` (process × build) against the error;
-    - ``F_build``: the build order (the same build index in every process) against process ×
-      build, since each build's own offset is random;
-    - ``F_process_over_builds``: the process effect against process × build — a shift fixed
-      per process beyond the builds' own offsets, which no rebuild in that process samples;
-    - ``F_placement`` against the error.
+    - ``F_process``: process against process × placement (is the shift the same at every
+      placement?);
+    - ``F_build``: build order against process × build (each build's own offset is random);
+    - ``F_interaction``: process × build against process × build × placement (an offset per
+      build, which a rebuild in the same process samples);
+    - ``F_process_over_builds``: process against process × build: a shift fixed per process
+      beyond the builds' own offsets, which no rebuild in that process samples;
+    - ``F_placement``: placement index against process × placement (does draw k read alike
+      in every process?).
 
     Needs a rectangular array of at least 2 × 2 × 2."""
     a = _array(x, 3, "process_build_placement needs a P x B x K array")
     p, b, k = a.shape
     g = a.mean()
     mp, mb, mk = a.mean(axis=(1, 2)), a.mean(axis=(0, 2)), a.mean(axis=(0, 1))
-    mpb = a.mean(axis=2)
+    mpb, mpk = a.mean(axis=2), a.mean(axis=1)
     ss_p = b * k * float(((mp - g) ** 2).sum())
     ss_b = p * k * float(((mb - g) ** 2).sum())
-    ss_pb = k * float(((mpb - mp[:, None] - mb[None, :] + g) ** 2).sum())
     ss_k = p * b * float(((mk - g) ** 2).sum())
-    ss_e = float(((a - mpb[:, :, None]) ** 2).sum()) - ss_k
-    df_p, df_b, df_pb, df_k = p - 1, b - 1, (p - 1) * (b - 1), k - 1
-    df_e = p * b * (k - 1) - df_k
+    ss_pb = k * float(((mpb - mp[:, None] - mb[None, :] + g) ** 2).sum())
+    ss_pk = b * float(((mpk - mp[:, None] - mk[None, :] + g) ** 2).sum())
+    mbk = a.mean(axis=0)
+    ss_bk = p * float(((mbk - mb[:, None] - mk[None, :] + g) ** 2).sum())
+    scale = float(((a - g) ** 2).sum())
+    ss_pbk = scale - ss_p - ss_b - ss_k - ss_pb - ss_pk - ss_bk
+    df_p, df_b, df_k = p - 1, b - 1, k - 1
+    df_pb, df_pk, df_pbk = df_p * df_b, df_p * df_k, df_p * df_b * df_k
     out: dict[str, float] = {}
-    out["F_process"], out["p_process"] = f_test(ss_p, df_p, ss_e, df_e)
-    out["F_build"], out["p_build"] = f_test(ss_b, df_b, ss_pb, df_pb)
-    out["F_interaction"], out["p_interaction"] = f_test(ss_pb, df_pb, ss_e, df_e)
+    out["F_process"], out["p_process"] = f_test(ss_p, df_p, ss_pk, df_pk, scale)
+    out["F_build"], out["p_build"] = f_test(ss_b, df_b, ss_pb, df_pb, scale)
+    out["F_interaction"], out["p_interaction"] = f_test(ss_pb, df_pb, max(ss_pbk, 0.0),
+                                                        df_pbk, scale)
     out["F_process_over_builds"], out["p_process_over_builds"] = f_test(ss_p, df_p, ss_pb,
-                                                                       df_pb)
-    out["F_placement"], out["p_placement"] = f_test(ss_k, df_k, ss_e, df_e)
+                                                                       df_pb, scale)
+    out["F_placement"], out["p_placement"] = f_test(ss_k, df_k, ss_pk, df_pk, scale)
     return out
 
 

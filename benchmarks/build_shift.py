@@ -23,8 +23,8 @@ medians within each process (median over processes), and whether every build in 
 process launched the same kernels with the same configuration. A shift fixed per process
 shows as a wide between-process spread with narrow within-process spreads; a shift fixed per
 build shows within the processes too. An ANOVA of the placement medians
-(``anova.process_build_placement``, the placement index as a block) puts numbers on both:
-the process × build interaction is an offset per build, which a rebuild samples; the
+(``anova.process_build_placement``, the placement index as a third factor) puts numbers on
+both: the process × build interaction is an offset per build, which a rebuild samples; the
 process effect over that interaction is what stays fixed per process.
 
 Writes ``--out`` (.md and .json); ``--render JSON`` prints the table of a saved run again.
@@ -276,13 +276,15 @@ def render(procs: list[list[dict[str, Any]]], command: str,
               "Launch configurations: distinct (kernel, grid, block, registers, shared "
               "memory) lists over every build of every process.", "",
               "F: ANOVA of the placement medians (`benchmarks/anova.py`, "
-              "process_build_placement): process × build order with the placement index as "
-              "a block (placement k is the same draw in every process and build). F process, "
-              "F process × build and F placement are against the residual; build order and "
-              "process are also tested against process × build. A large F process × build is "
-              "an offset per build, which rebuilds in one process sample; a large F process "
-              "over process × build is a shift fixed per process beyond that, which no "
-              "rebuild in that process samples.", ""]
+              "process_build_placement): process × build order × placement index, one "
+              "median per cell (placement k is the same draw in every process and build). "
+              "Each effect is tested against the interaction that holds its scatter, none "
+              "pooled: process and placement against process × placement, build order and "
+              "process (\"over process × build\") against process × build, process × build "
+              "against the three-way term. A large F process × build is an offset per build, "
+              "which rebuilds in one process sample; a large F process over process × build "
+              "is a shift fixed per process beyond that, which no rebuild in that process "
+              "samples.", ""]
     return lines, summary
 
 

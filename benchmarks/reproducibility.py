@@ -231,7 +231,8 @@ def heuristic_only(args: argparse.Namespace, heur: list[dict[str, Any]],
     cmd = (f"python3 benchmarks/reproducibility.py --suite {args.suite} --processes "
            f"{args.processes} --placements {k} --heuristic-repeats "
            f"{args.heuristic_repeats} --only heuristic"
-           + (f" --filter \"{args.filter}\"" if args.filter else ""))
+           + (f" --filter \"{args.filter}\"" if args.filter else "")
+           + (" --fresh-allocator" if getattr(args, "fresh_allocator", False) else ""))
     out = [f"# Reproducibility under cuDNN's heuristics, {k} buffer placements per case", "",
            f"Command: `{cmd}`", "",
            f"- heuristic: cases whose {len(heur)} process medians lie within 1 % (target ≥ "
@@ -243,6 +244,11 @@ def heuristic_only(args: argparse.Namespace, heur: list[dict[str, Any]],
                    f"{args.heuristic_repeats} run's between-pass interval or within 1 % of "
                    f"it: **{n_in}/{n_all}** (the repeats run is its own R fresh processes; "
                    "not an issue target)")
+    fresh = [bool(r.build and r.build.extra.get("fresh_allocator")) for h in heur
+             for r in h.values()]
+    if any(fresh):
+        out.append(f"- torch's caching allocator emptied before the build "
+                   f"(CONVBENCH_TORCH_FRESH_ALLOCATOR=1): {sum(fresh)}/{len(fresh)} records")
     out += [f"- wall per process: {', '.join(f'{w:.0f} s' for w in walls)}", "", *lines, ""]
     return "\n".join(out)
 
@@ -282,7 +288,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=["heuristic", "autotune"],
                     help="run only this mode's processes and stop (a later call with the same "
                          "--out reuses them)")
+    ap.add_argument("--fresh-allocator", action="store_true",
+                    help="every convbench run empties torch's caching allocator before each "
+                         "build (CONVBENCH_TORCH_FRESH_ALLOCATOR=1; an experiment)")
     args = ap.parse_args(argv)
+    if args.fresh_allocator:
+        os.environ["CONVBENCH_TORCH_FRESH_ALLOCATOR"] = "1"  # the convbench runs inherit it
     if args.coverage_of:
         for path in args.coverage_of:
             data = json.loads(path.read_text())
@@ -325,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         args.md.write_text(md)
         args.md.with_suffix(".json").write_text(json.dumps(
             {"placements": args.placements, "processes": len(heur),
+             "fresh_allocator": args.fresh_allocator,
              "cases": heuristic_cases(heur),
              "heuristic_repeats": args.heuristic_repeats,
              "repeats_intervals_us": {

@@ -24,33 +24,42 @@ def anova() -> Any:
     return load_benchmark("anova")
 
 
-def test_a_shift_fixed_per_process_shows_in_the_process_effect_only(anova: Any) -> None:
+def test_a_shift_fixed_per_process_stands_above_the_build_offsets(anova: Any) -> None:
     # y = 10 + placement (0, +2) + process (-1, +1) + 0.2 * process x build sign
-    #     + 0.1 * process x build x placement sign (the residual)
-    # SS process = 2 builds * 2 placements * 2 = 8; process x build = 2 * 4 * 0.04 = 0.32;
-    # residual 8 * 0.01 = 0.08 on 3 df (7 - process - build - interaction - placement)
+    #     + 0.1 * process x placement sign + 0.05 * process x build x placement sign
+    # SS: process 8, placement 8, process x build 2 * 4 * 0.04 = 0.32,
+    #     process x placement 2 * 4 * 0.01 = 0.08, process x build x placement 8 * 0.0025 = 0.02
     s = (1, -1)
-    y = [[[10 + 2 * k - s[p] + 0.2 * s[p] * s[b] + 0.1 * s[p] * s[b] * s[k]
-           for k in range(2)] for b in range(2)] for p in range(2)]
+    y = [[[10 + 2 * k - s[p] + 0.2 * s[p] * s[b] + 0.1 * s[p] * s[k]
+           + 0.05 * s[p] * s[b] * s[k] for k in range(2)] for b in range(2)] for p in range(2)]
     a = anova.process_build_placement(y)
-    assert a["F_process"] == pytest.approx(8 / (0.08 / 3))
-    assert a["F_interaction"] == pytest.approx(0.32 / (0.08 / 3))
-    assert a["F_process_over_builds"] == pytest.approx(25.0)
+    assert a["F_process"] == pytest.approx(8 / 0.08)  # against process x placement
+    assert a["F_interaction"] == pytest.approx(0.32 / 0.02)  # against the three-way term
+    assert a["F_process_over_builds"] == pytest.approx(8 / 0.32)
     assert a["p_process_over_builds"] == pytest.approx(0.125666, abs=1e-6)
-    assert a["F_placement"] == pytest.approx(8 / (0.08 / 3))
+    assert a["F_placement"] == pytest.approx(8 / 0.08)
     assert a["F_build"] == pytest.approx(0.0, abs=1e-9) and a["p_build"] == pytest.approx(1.0)
 
 
 def test_an_offset_per_build_shows_in_the_interaction_not_the_process(anova: Any) -> None:
     # each process has one fast and one slow build, in opposite order (+-1), no process shift
     s = (1, -1)
-    y = [[[10 + 2 * k + s[p] * s[b] + 0.1 * s[p] * s[b] * s[k] for k in range(2)]
-          for b in range(2)] for p in range(2)]
+    y = [[[10 + 2 * k + s[p] * s[b] + 0.1 * s[p] * s[k] + 0.05 * s[p] * s[b] * s[k]
+           for k in range(2)] for b in range(2)] for p in range(2)]
     a = anova.process_build_placement(y)
-    assert a["F_interaction"] == pytest.approx(8 / (0.08 / 3))  # 300
+    assert a["F_interaction"] == pytest.approx(8 / 0.02)  # 400
     assert a["F_process"] == pytest.approx(0.0, abs=1e-9)
     assert a["F_process_over_builds"] == pytest.approx(0.0, abs=1e-9)
     assert a["p_process_over_builds"] == pytest.approx(1.0)
+
+
+def test_the_answer_does_not_depend_on_the_unit(anova: Any) -> None:
+    y = [[[10.1, 10.8, 12.1], [10.0, 11.0, 12.0]], [[10.9, 12.2, 12.9], [11.0, 12.1, 13.0]]]
+    in_s = [[[v * 1e-6 for v in b] for b in p] for p in y]
+    assert anova.process_build_placement(in_s)["F_process"] == pytest.approx(
+        anova.process_build_placement(y)["F_process"])
+    assert anova.cell(anova.process_by_placement([[5e-6, 6e-6], [7e-6, 8.1e-6]]),
+                      "process") != "inf (0)"
 
 
 def test_placement_k_is_a_block_not_a_replicate(anova: Any) -> None:
@@ -86,19 +95,20 @@ def _build(meds: list[float], grid: int = 8) -> dict[str, Any]:
 def test_render_shows_the_anova_and_the_launch_configurations(bs: Any, tmp_path: Path,
                                                              capsys: Any) -> None:
     # two processes x two builds x three placements: process 1 reads 4 µs higher, the
-    # placements differ alike in both (the same draws), plus a residual of +-0.1
-    procs = [[{"case": "a", "builds": [_build([1.1, 2.9, 2.0]), _build([0.9, 3.1, 2.0])]}],
+    # placements differ alike in both (the same draws), with a process x placement residual of
+    # +-0.1; the second process's second build launched another grid
+    procs = [[{"case": "a", "builds": [_build([1.1, 2.9, 2.0]), _build([1.1, 2.9, 2.0])]}],
              [{"case": "a", "builds": [_build([4.9, 7.1, 6.0]),
-                                       _build([5.1, 6.9, 6.0], grid=16)]}]]
+                                       _build([4.9, 7.1, 6.0], grid=16)]}]]
     lines, summary = bs.render(procs, "benchmarks/build_shift.py --processes 2", 12.0)
     row = next(x for x in lines if x.startswith("| a |"))
     # first builds' medians 2 and 6: spread (6 - 2) / 2 = 200 %; within each process 0 %;
-    # SS process 2 * 3 * 8 = 48 on 1 df; residual 8 * 0.01 = 0.08 on 12 - 1 - 1 - 1 - 2 - 1 = 6
-    # df: F = 48 / (0.08 / 6) = 3600; no build order and no build offsets: "n/a"
-    assert row.startswith("| a | 200.00 | 200.00 | 0.00, 0.00 | 3600.0 (")
-    assert " | n/a | 0.0 (1e+00) | inf (0) | " in row  # build order; interaction; over builds
-    assert row.endswith(" | 2 | 2.00/2.00; 6.00/6.00 |")  # the second grid is a second config
-    assert summary[0]["anova"]["F_process"] == pytest.approx(3600.0)
+    # SS process 2 * 3 * 8 = 48 on 1 df against process x placement 2 * 4 * 0.01 = 0.08 on 2:
+    # F = 1200; placement SS 8 on 2 df: F = 100; no build order and no build offsets (n/a),
+    # so the process shift stands above them without limit (inf)
+    assert row.startswith("| a | 200.00 | 200.00 | 0.00, 0.00 | 1200.0 (8e-04) | n/a | n/a | "
+                          "inf (0) | 100.0 (1e-02) | 2 | 2.00/2.00; 6.00/6.00 |")
+    assert summary[0]["anova"]["F_process"] == pytest.approx(1200.0)
     # a saved JSON renders the same table without a GPU
     saved = tmp_path / "shift.json"
     saved.write_text(json.dumps({"args": {"processes": 2, "builds": 2, "placements": 3,

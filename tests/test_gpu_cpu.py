@@ -458,3 +458,36 @@ def test_nvml_finds_a_gpu_by_uuid_for_clocks_contention_and_the_sampler(
         pass
     assert sampler.summary() is None
     assert asked[:3] == ["GPU-abc", "MIG-1", "GPU-gone"]
+
+
+class _AllocatorTorch:
+    """Stands in for torch in bench.backends.torch.fresh_allocator: records the calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        outer = self
+
+        class _Cuda:
+            @staticmethod
+            def synchronize(device: object) -> None:
+                outer.calls.append(f"synchronize {device}")
+
+            @staticmethod
+            def empty_cache() -> None:
+                outer.calls.append("empty_cache")
+
+        self.cuda = _Cuda()
+
+
+def test_fresh_allocator_empties_torchs_cache_only_when_asked(monkeypatch) -> None:
+    from bench.backends import torch as tb
+
+    fake = _AllocatorTorch()
+    monkeypatch.delenv(tb.FRESH_ALLOCATOR_ENV, raising=False)
+    assert tb.fresh_allocator(fake, "cuda:0") is False and fake.calls == []
+    monkeypatch.setenv(tb.FRESH_ALLOCATOR_ENV, "0")
+    assert tb.fresh_allocator(fake, "cuda:0") is False and fake.calls == []
+    monkeypatch.setenv(tb.FRESH_ALLOCATOR_ENV, "1")
+    # the device's work first, then the cached blocks back to the driver
+    assert tb.fresh_allocator(fake, "cuda:0") is True
+    assert fake.calls == ["synchronize cuda:0", "empty_cache"]

@@ -131,3 +131,24 @@ def test_the_placements_table_tells_a_process_shift_from_placement_scatter(repro
                               [30.0, 31.0], None)
     row = next(x for x in md.splitlines() if x.startswith("| a |"))
     assert " | 0.0 (1e+00) | n/a |" in row
+
+
+def test_the_heuristic_table_says_when_the_allocator_was_emptied(repro: Any) -> None:
+    import argparse
+
+    from helpers import record
+
+    from bench.record import BuildFacts
+
+    def proc(fresh: bool) -> dict[str, Any]:
+        extra = {"fresh_allocator": True} if fresh else {}
+        return {"a": record(0, samples=[7e-3] * 3, build=BuildFacts(build_s=0.1, extra=extra))}
+
+    args = argparse.Namespace(placements=1, heuristic_repeats=0, suite="s.toml", processes=2,
+                              filter=None, fresh_allocator=True)
+    md = repro.heuristic_only(args, [proc(True), proc(False)], [30.0, 31.0], None)
+    assert "--fresh-allocator" in md
+    assert "(CONVBENCH_TORCH_FRESH_ALLOCATOR=1): 1/2 records" in md
+    args.fresh_allocator = False
+    md = repro.heuristic_only(args, [proc(False), proc(False)], [30.0, 31.0], None)
+    assert "CONVBENCH_TORCH_FRESH_ALLOCATOR" not in md and "--fresh-allocator" not in md

@@ -163,6 +163,31 @@ def _per_inference(calls_ms: list[float], iters: int) -> list[float]:
     return [sum(calls_ms[i * c:(i + 1) * c]) for i in range(iters)]
 
 
+#: set to 1 to start every torch CUDA build from an emptied caching allocator (an experiment,
+#: not yet run on a GPU; see ``fresh_allocator``)
+FRESH_ALLOCATOR_ENV = "CONVBENCH_TORCH_FRESH_ALLOCATOR"
+
+
+def fresh_allocator(torch: Any, device: Any) -> bool:
+    """With ``CONVBENCH_TORCH_FRESH_ALLOCATOR=1``: collect garbage, wait for the device and
+    hand torch's cached blocks back to the driver before a case's buffers are allocated, so
+    where they land does not depend on the cases before it. Returns whether it did.
+
+    Why: on an H100 (benchmarks/results/build-shift-h100.md) each (build, placement) read the
+    same time in every process when the processes' allocation histories matched, while in the
+    24-case suite, whose processes diverge (replay lengths are calibrated from timing and
+    differ between processes in 18 of 24 cases), whole placement distributions shifted per
+    process. Whether this reset removes those shifts has not been measured."""
+    if os.environ.get(FRESH_ALLOCATOR_ENV, "") not in ("1", "true", "yes"):
+        return False
+    import gc
+
+    gc.collect()
+    torch.cuda.synchronize(device)
+    torch.cuda.empty_cache()
+    return True
+
+
 def in_thread(fn: Callable[[], base.T]) -> base.T:
     """``fn()`` in a new thread; its result, or its exception raised here."""
     import threading
@@ -259,6 +284,7 @@ class TorchBackend(Backend):
                 raise UnsupportedCase(why)
             torch.backends.cudnn.benchmark = autotune
             _set_tf32(torch, spec.tf32)
+        fresh = kind == "cuda" and fresh_allocator(torch, device)
         t0 = time.perf_counter()
         w = torch.from_numpy(data.w).to(device=device, dtype=dtype)
         b = torch.from_numpy(data.b).to(device=device, dtype=dtype) if data.b is not None else None
@@ -277,6 +303,8 @@ class TorchBackend(Backend):
                              "n/a", "cudnn_benchmark": kind == "cuda" and autotune,
                              "tf32": bool(spec.tf32 and spec.precision == "fp32"
                                           and kind == "cuda")}
+        if fresh:
+            engine.info.extra["fresh_allocator"] = True
         return engine
 
 
