@@ -72,8 +72,10 @@ def process_build_placement(x: Sequence[Sequence[Sequence[float]]]) -> dict[str,
     - ``F_build``: build order against process × build (each build's own offset is random);
     - ``F_interaction``: process × build against process × build × placement (an offset per
       build, which a rebuild in the same process samples);
-    - ``F_process_over_builds``: process against process × build: a shift fixed per process
-      beyond the builds' own offsets, which no rebuild in that process samples;
+    - ``F_process_over_builds``: the process effect when builds and placements are both
+      random draws (Satterthwaite's quasi-F, (MS_P + MS_PBK) / (MS_PB + MS_PK)): a shift fixed
+      per process beyond the builds' own offsets and the placements' process-specific
+      scatter, which no rebuild in that process samples;
     - ``F_placement``: placement index against process × placement (does draw k read alike
       in every process?).
 
@@ -99,10 +101,32 @@ def process_build_placement(x: Sequence[Sequence[Sequence[float]]]) -> dict[str,
     out["F_build"], out["p_build"] = f_test(ss_b, df_b, ss_pb, df_pb, scale)
     out["F_interaction"], out["p_interaction"] = f_test(ss_pb, df_pb, max(ss_pbk, 0.0),
                                                         df_pbk, scale)
-    out["F_process_over_builds"], out["p_process_over_builds"] = f_test(ss_p, df_p, ss_pb,
-                                                                       df_pb, scale)
+    out["F_process_over_builds"], out["p_process_over_builds"] = quasi_f(
+        (ss_p / df_p, df_p), (max(ss_pbk, 0.0) / df_pbk, df_pbk),
+        (ss_pb / df_pb, df_pb), (ss_pk / df_pk, df_pk), scale / (p * b * k))
     out["F_placement"], out["p_placement"] = f_test(ss_k, df_k, ss_pk, df_pk, scale)
     return out
+
+
+def quasi_f(a: tuple[float, int], d: tuple[float, int], b: tuple[float, int],
+            c: tuple[float, int], scale: float) -> tuple[float, float]:
+    """Satterthwaite's quasi-F (MS_a + MS_d) / (MS_b + MS_c), each ``(mean square, df)``, with
+    its approximate degrees of freedom: the process effect when builds and placements are
+    both random draws, F' = (MS_P + MS_PBK) / (MS_PB + MS_PK)."""
+    from scipy.stats import f as f_dist
+
+    num, den = a[0] + d[0], b[0] + c[0]
+    eps = 1e-12 * scale
+    if den <= eps:
+        return (math.nan, math.nan) if num - d[0] <= eps else (math.inf, 0.0)
+
+    def dof(x: tuple[float, int], y: tuple[float, int]) -> float:
+        top = (x[0] + y[0]) ** 2
+        bottom = x[0] ** 2 / x[1] + y[0] ** 2 / y[1]
+        return top / bottom if bottom > 0 else math.inf
+
+    f = num / den
+    return f, float(f_dist.sf(f, dof(a, d), dof(b, c)))
 
 
 def cell(res: dict[str, float], name: str) -> str:

@@ -246,9 +246,9 @@ def render(procs: list[list[dict[str, Any]]], command: str,
              "| case | first builds: spread % across processes | all builds: spread % "
              "across processes (median of builds) | builds within a process: spread % "
              "(median, max over processes) | F process (p) | F build order over "
-             "process × build (p) | F process × build (p) | F process over process × build "
-             "(p) | F placement index (p) | launch configurations | per process: builds' "
-             "medians |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "process × build (p) | F process × build (p) | F process, builds and placements "
+             "random (quasi-F, p) | F placement index (p) | launch configurations | "
+             "per process: builds' medians |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     summary = []
     for ci, row in enumerate(procs[0]):
         name = row["case"]
@@ -279,12 +279,13 @@ def render(procs: list[list[dict[str, Any]]], command: str,
               "process_build_placement): process × build order × placement index, one "
               "median per cell (placement k is the same draw in every process and build). "
               "Each effect is tested against the interaction that holds its scatter, none "
-              "pooled: process and placement against process × placement, build order and "
-              "process (\"over process × build\") against process × build, process × build "
-              "against the three-way term. A large F process × build is an offset per build, "
-              "which rebuilds in one process sample; a large F process over process × build "
-              "is a shift fixed per process beyond that, which no rebuild in that process "
-              "samples.", ""]
+              "pooled: process and placement against process × placement, build order "
+              "against process × build, process × build against the three-way term; the "
+              "quasi-F (MS process + MS three-way) / (MS process × build + MS process × "
+              "placement) tests the process with builds and placements both random. A large "
+              "F process × build is an offset per build, which rebuilds in one process "
+              "sample; a large quasi-F is a shift fixed per process beyond that, which no "
+              "rebuild in that process samples.", ""]
     return lines, summary
 
 

@@ -246,7 +246,7 @@ def heuristic_only(args: argparse.Namespace, heur: list[dict[str, Any]],
                    "not an issue target)")
     fresh = [bool(r.build and r.build.extra.get("fresh_allocator")) for h in heur
              for r in h.values()]
-    if any(fresh):
+    if getattr(args, "fresh_allocator", False) or any(fresh):
         out.append(f"- torch's caching allocator emptied before the build "
                    f"(CONVBENCH_TORCH_FRESH_ALLOCATOR=1): {sum(fresh)}/{len(fresh)} records")
     out += [f"- wall per process: {', '.join(f'{w:.0f} s' for w in walls)}", "", *lines, ""]
@@ -419,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         "suite": str(args.suite), "cases": len(rows), "compared": cases,
         "processes": args.processes, "autotune_processes": n_auto, "repeats": args.repeats,
         "probes": args.probes, "placements": args.placements,
+        "fresh_allocator": args.fresh_allocator,
         "heuristic_within_1pct": f"{n_heur_ok}/{cases}",
         "autotune_within_repeats_interval_or_1pct": f"{n_pairs_in}/{n_pairs}",
         "movers_over_5pct_flagged_or_covered": f"{movers_ok}/{movers}",
@@ -461,7 +462,8 @@ def to_markdown(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
              f"{summary.get('probes', 0)} --heuristic-repeats "
              f"{summary.get('heuristic_repeats', 0)}"
              + (f" --placements {summary['placements']}"
-                if summary.get("placements", 1) > 1 else "") + "`", "",
+                if summary.get("placements", 1) > 1 else "")
+             + (" --fresh-allocator" if summary.get("fresh_allocator") else "") + "`", "",
              f"GPU and backends: {summary['gpu']}", "",
              "| target | result |", "|---|---|",
              f"| heuristic: cases within 1 % across {summary['processes']} processes (≥ 95 %) | "

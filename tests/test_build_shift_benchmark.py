@@ -35,8 +35,10 @@ def test_a_shift_fixed_per_process_stands_above_the_build_offsets(anova: Any) ->
     a = anova.process_build_placement(y)
     assert a["F_process"] == pytest.approx(8 / 0.08)  # against process x placement
     assert a["F_interaction"] == pytest.approx(0.32 / 0.02)  # against the three-way term
-    assert a["F_process_over_builds"] == pytest.approx(8 / 0.32)
-    assert a["p_process_over_builds"] == pytest.approx(0.125666, abs=1e-6)
+    # builds and placements both random: Satterthwaite's quasi-F
+    # (MS_P + MS_PBK) / (MS_PB + MS_PK) = (8 + 0.02) / (0.32 + 0.08), df about 1.0 and 1.47
+    assert a["F_process_over_builds"] == pytest.approx(8.02 / 0.4)
+    assert a["p_process_over_builds"] == pytest.approx(0.079129, abs=1e-6)
     assert a["F_placement"] == pytest.approx(8 / 0.08)
     assert a["F_build"] == pytest.approx(0.0, abs=1e-9) and a["p_build"] == pytest.approx(1.0)
 
@@ -49,8 +51,8 @@ def test_an_offset_per_build_shows_in_the_interaction_not_the_process(anova: Any
     a = anova.process_build_placement(y)
     assert a["F_interaction"] == pytest.approx(8 / 0.02)  # 400
     assert a["F_process"] == pytest.approx(0.0, abs=1e-9)
-    assert a["F_process_over_builds"] == pytest.approx(0.0, abs=1e-9)
-    assert a["p_process_over_builds"] == pytest.approx(1.0)
+    assert a["F_process_over_builds"] == pytest.approx(0.02 / 8.08)  # (0 + 0.02) / (8 + 0.08)
+    assert a["p_process_over_builds"] == pytest.approx(0.968232, abs=1e-6)
 
 
 def test_the_answer_does_not_depend_on_the_unit(anova: Any) -> None:
@@ -104,10 +106,10 @@ def test_render_shows_the_anova_and_the_launch_configurations(bs: Any, tmp_path:
     row = next(x for x in lines if x.startswith("| a |"))
     # first builds' medians 2 and 6: spread (6 - 2) / 2 = 200 %; within each process 0 %;
     # SS process 2 * 3 * 8 = 48 on 1 df against process x placement 2 * 4 * 0.01 = 0.08 on 2:
-    # F = 1200; placement SS 8 on 2 df: F = 100; no build order and no build offsets (n/a),
-    # so the process shift stands above them without limit (inf)
+    # F = 1200, and the same for the quasi-F (no build offsets, no three-way term); placement
+    # SS 8 on 2 df: F = 100; no build order and no build offsets: n/a
     assert row.startswith("| a | 200.00 | 200.00 | 0.00, 0.00 | 1200.0 (8e-04) | n/a | n/a | "
-                          "inf (0) | 100.0 (1e-02) | 2 | 2.00/2.00; 6.00/6.00 |")
+                          "1200.0 (8e-04) | 100.0 (1e-02) | 2 | 2.00/2.00; 6.00/6.00 |")
     assert summary[0]["anova"]["F_process"] == pytest.approx(1200.0)
     # a saved JSON renders the same table without a GPU
     saved = tmp_path / "shift.json"

@@ -491,3 +491,7 @@ def test_fresh_allocator_empties_torchs_cache_only_when_asked(monkeypatch) -> No
     # the device's work first, then the cached blocks back to the driver
     assert tb.fresh_allocator(fake, "cuda:0") is True
     assert fake.calls == ["synchronize cuda:0", "empty_cache"]
+    for on in (" TRUE ", "On", "yes"):
+        monkeypatch.setenv(tb.FRESH_ALLOCATOR_ENV, on)
+        assert tb.fresh_allocator(fake, "cuda:1") is True
+    assert fake.calls[-2:] == ["synchronize cuda:1", "empty_cache"]

@@ -52,6 +52,12 @@ def test_the_table_shows_the_heuristic_repeats_interval_and_its_coverage(repro: 
     assert md.splitlines()[-1].endswith("| 1.40 | 7.21–7.52 | 5/5 |")
 
 
+def test_the_full_table_names_the_fresh_allocator_run(repro: Any) -> None:
+    md = repro.to_markdown(_summary(heuristic_repeats=0, fresh_allocator=True), [_row()])
+    assert "--heuristic-repeats 0 --fresh-allocator`" in md
+    assert "--fresh-allocator" not in repro.to_markdown(_summary(heuristic_repeats=0), [_row()])
+
+
 def test_without_a_heuristic_repeats_run_the_table_says_so(repro: Any) -> None:
     md = repro.to_markdown(_summary(heuristic_repeats=0), [_row()])
     assert "heuristic process" not in md
@@ -149,6 +155,9 @@ def test_the_heuristic_table_says_when_the_allocator_was_emptied(repro: Any) -> 
     md = repro.heuristic_only(args, [proc(True), proc(False)], [30.0, 31.0], None)
     assert "--fresh-allocator" in md
     assert "(CONVBENCH_TORCH_FRESH_ALLOCATOR=1): 1/2 records" in md
+    # asked for, but no build did it (the variable did not reach the runs): shown as 0/2
+    md = repro.heuristic_only(args, [proc(False), proc(False)], [30.0, 31.0], None)
+    assert "(CONVBENCH_TORCH_FRESH_ALLOCATOR=1): 0/2 records" in md
     args.fresh_allocator = False
     md = repro.heuristic_only(args, [proc(False), proc(False)], [30.0, 31.0], None)
     assert "CONVBENCH_TORCH_FRESH_ALLOCATOR" not in md and "--fresh-allocator" not in md

@@ -169,16 +169,20 @@ FRESH_ALLOCATOR_ENV = "CONVBENCH_TORCH_FRESH_ALLOCATOR"
 
 
 def fresh_allocator(torch: Any, device: Any) -> bool:
-    """With ``CONVBENCH_TORCH_FRESH_ALLOCATOR=1``: collect garbage, wait for the device and
-    hand torch's cached blocks back to the driver before a case's buffers are allocated, so
-    where they land does not depend on the cases before it. Returns whether it did.
+    """With ``CONVBENCH_TORCH_FRESH_ALLOCATOR`` set to 1 (or true, yes, on): collect garbage,
+    wait for the device and hand torch's cached blocks back to the driver before a case's
+    buffers are allocated, so that where they land depends less on the cases before it (live
+    tensors, graph pools and the driver's address reuse still carry over). Returns whether it
+    did.
 
-    Why: on an H100 (benchmarks/results/build-shift-h100.md) each (build, placement) read the
-    same time in every process when the processes' allocation histories matched, while in the
-    24-case suite, whose processes diverge (replay lengths are calibrated from timing and
-    differ between processes in 18 of 24 cases), whole placement distributions shifted per
-    process. Whether this reset removes those shifts has not been measured."""
-    if os.environ.get(FRESH_ALLOCATOR_ENV, "") not in ("1", "true", "yes"):
+    Why: on an H100 (benchmarks/results/build-shift-h100.md), in 3 of 8 cases each (build,
+    placement) read the same time in every process of a short run, while in the 24-case suite,
+    whose processes' histories diverge (replay lengths are calibrated from timing and differed
+    between processes in 18 of 24 cases), whole placement distributions shifted per process.
+    The reset cannot remove a divergence that arises inside the case itself (its own
+    calibration). Whether it removes the shifts has not been measured."""
+    flag = os.environ.get(FRESH_ALLOCATOR_ENV, "").strip().lower()
+    if flag not in ("1", "true", "yes", "on"):
         return False
     import gc
 
