@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -270,7 +271,9 @@ def render(procs: list[list[dict[str, Any]]], command: str,
                      f"{len(keys)} | {cells} |")
         summary.append({"case": name, "first_spread_pct": spread(firsts),
                         "median_spread_pct": spread(meds), "within_pct": within,
-                        "anova": res, "configs": sorted(keys)})
+                        # inf / nan (no answer) as null: the JSON stays strict
+                        "anova": {k: v if math.isfinite(v) else None for k, v in res.items()},
+                        "configs": sorted(keys)})
     lines += ["", "Builds in each process, in order: " + "; ".join(
         b["kind"] for b in procs[0][0]["builds"]) + ".", "",
               "Launch configurations: distinct (kernel, grid, block, registers, shared "

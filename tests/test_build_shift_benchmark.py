@@ -111,6 +111,8 @@ def test_render_shows_the_anova_and_the_launch_configurations(bs: Any, tmp_path:
     assert row.startswith("| a | 200.00 | 200.00 | 0.00, 0.00 | 1200.0 (8e-04) | n/a | n/a | "
                           "1200.0 (8e-04) | 100.0 (1e-02) | 2 | 2.00/2.00; 6.00/6.00 |")
     assert summary[0]["anova"]["F_process"] == pytest.approx(1200.0)
+    assert summary[0]["anova"]["F_build"] is None  # no answer: null in the strict JSON
+    json.dumps(summary, allow_nan=False)
     # a saved JSON renders the same table without a GPU
     saved = tmp_path / "shift.json"
     saved.write_text(json.dumps({"args": {"processes": 2, "builds": 2, "placements": 3,
