@@ -142,6 +142,83 @@ def leave_out_coverage(cases: dict[str, list[dict[str, Any]]], passes: int = 3
     return n_in, n_all, widths
 
 
+def range_within(w: float, n: int) -> float:
+    """P(the range of ``n`` independent standard normal values is at most ``w``):
+    n ∫ φ(x) (Φ(x + w) − Φ(x))^(n−1) dx, by the trapezoid rule on [−9, 9]."""
+    import numpy as np
+    from scipy.stats import norm
+
+    if n < 2:
+        return 1.0
+    x = np.linspace(-9.0, 9.0, 6001)
+    f = n * norm.pdf(x) * (norm.cdf(x + w) - norm.cdf(x)) ** (n - 1)
+    return float(min(1.0, np.sum((f[1:] + f[:-1]) / 2 * np.diff(x))))
+
+
+def pass_odds(runs: list[dict[str, list[dict[str, Any]]]], limit_pct: float = 1.0
+              ) -> tuple[list[tuple[str, float, float, list[float]]], list[float]]:
+    """How often a run of P processes finds each case within ``limit_pct``, if each process's
+    median is the case's own value times a log-normal process shift: the shift's sd per case
+    is pooled over ``runs`` (``--only heuristic`` JSONs' ``cases``; the mean of each run's
+    variance of the log medians) and P(pass) = P(range of P shifts ≤ ln(1 + limit)), which is
+    ``spread`` ≤ limit to first order. Returns per case (name, pooled sd in %, P(pass), each
+    run's sd in %) and the distribution of the number of cases within the limit (index k:
+    P(k cases), cases taken as independent)."""
+    import math
+
+    import numpy as np
+
+    names = list(runs[0])
+    w = math.log1p(limit_pct / 100)
+    rows: list[tuple[str, float, float, list[float]]] = []
+    dist = np.array([1.0])
+    for name in names:
+        variances, sizes = [], []
+        for cases in runs:
+            meds = [r["headline_us"] for r in cases.get(name, [])]
+            if len(meds) >= 2:
+                variances.append(statistics.variance([math.log(m) for m in meds]))
+                sizes.append(len(meds))
+        if not variances:
+            continue
+        sd = math.sqrt(statistics.mean(variances))
+        p = 1.0 if sd == 0 else range_within(w / sd, round(statistics.mean(sizes)))
+        rows.append((name, sd * 100, p, [math.sqrt(v) * 100 for v in variances]))
+        dist = np.convolve(dist, [1 - p, p])
+    return rows, [float(x) for x in dist]
+
+
+def odds_table(paths: list[Path], limit_pct: float = 1.0, target: float = 0.95) -> str:
+    """``--odds-of``: each run's count within ``limit_pct``, then ``pass_odds`` over all of
+    them, as markdown."""
+    import math
+
+    runs, lines = [], ["| run | processes | placements | within "
+                       f"{limit_pct:g} % |", "|---|---|---|---|"]
+    for path in paths:
+        data = json.loads(path.read_text())
+        cases = data["cases"]
+        runs.append(cases)
+        n_in = sum(spread([r["headline_us"] for r in rows]) <= limit_pct
+                   for rows in cases.values() if len(rows) >= 2)
+        lines.append(f"| {path.name} | {data['processes']} | {data.get('placements', 1)} | "
+                     f"{n_in}/{len(cases)} |")
+    rows, dist = pass_odds(runs, limit_pct)
+    need = math.ceil(target * len(rows))
+    lines += ["", "| case | process sd, pooled (%) | each run's sd (%) | P(within "
+              f"{limit_pct:g} %) | runs within {limit_pct:g} % |", "|---|---|---|---|---|"]
+    for name, sd, p, each in rows:
+        seen = [spread([r["headline_us"] for r in cases[name]]) <= limit_pct
+                for cases in runs if len(cases.get(name, [])) >= 2]
+        lines.append(f"| {name} | {sd:.3f} | {', '.join(f'{x:.2f}' for x in each)} | "
+                     f"{p:.3f} | {sum(seen)}/{len(seen)} |")
+    expected = sum(k * q for k, q in enumerate(dist))
+    lines += ["", f"Expected cases within {limit_pct:g} %: {expected:.1f} of {len(rows)}; "
+              f"P(at least {need} of {len(rows)}) = {sum(dist[need:]):.3f}; "
+              f"P(all {len(rows)}) = {dist[-1]:.4f}."]
+    return "\n".join(lines) + "\n"
+
+
 def heuristic_cases(heur: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Per case, per process: the headline, its interval and the placements' medians (µs)."""
     out: dict[str, list[dict[str, Any]]] = {}
@@ -284,6 +361,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--coverage-of", type=Path, nargs="+", metavar="JSON",
                     help="no run: from these --only heuristic JSONs, how often a repeats=R "
                          "interval of R of the processes holds the others (leave_out_coverage)")
+    ap.add_argument("--odds-of", type=Path, nargs="+", metavar="JSON",
+                    help="no run: from these --only heuristic JSONs, each case's process-to-"
+                         "process sd (pooled) and the odds that a run finds 95 %% of the cases "
+                         "within 1 %% (pass_odds)")
     ap.add_argument("--md", type=Path, help="write the markdown table here too")
     ap.add_argument("--only", choices=["heuristic", "autotune"],
                     help="run only this mode's processes and stop (a later call with the same "
@@ -303,8 +384,14 @@ def main(argv: list[str] | None = None) -> int:
                   f"of it; interval width median {statistics.median(widths):.2f} %, max "
                   f"{max(widths):.2f} %")
         return 0
+    if args.odds_of:
+        table = odds_table(args.odds_of)
+        print(table, end="")
+        if args.md:
+            args.md.write_text(table)
+        return 0
     if args.out is None:
-        ap.error("--out is required (unless --coverage-of)")
+        ap.error("--out is required (unless --coverage-of or --odds-of)")
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     log = out / "runs.log"

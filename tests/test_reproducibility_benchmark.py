@@ -161,3 +161,54 @@ def test_the_heuristic_table_says_when_the_allocator_was_emptied(repro: Any) -> 
     args.fresh_allocator = False
     md = repro.heuristic_only(args, [proc(False), proc(False)], [30.0, 31.0], None)
     assert "CONVBENCH_TORCH_FRESH_ALLOCATOR" not in md and "--fresh-allocator" not in md
+
+
+def test_range_within_matches_the_closed_form_and_the_tabled_quantile(repro: Any) -> None:
+    from scipy.stats import norm
+
+    # two values: their difference is N(0, 2), so P(range <= w) = 2 Phi(w / sqrt 2) - 1
+    assert repro.range_within(1.5, 2) == pytest.approx(2 * norm.cdf(1.5 / 2 ** 0.5) - 1,
+                                                       abs=1e-6)
+    # the range of 5 standard normal values: its 95th percentile is 3.858 (tables of the range)
+    assert repro.range_within(3.858, 5) == pytest.approx(0.95, abs=5e-4)
+    assert repro.range_within(0.5, 1) == 1.0
+
+
+def test_pass_odds_pools_each_runs_process_scatter_and_counts_the_cases(repro: Any) -> None:
+    import math
+
+    def run(b: list[float]) -> dict[str, list[dict[str, float]]]:
+        return {"a": [{"headline_us": 10.0}] * 5,
+                "b": [{"headline_us": v} for v in b]}
+
+    # case b: log medians 0, 0, 0, 0, 0.01 (variance 2e-5) in one run, all equal in the other;
+    # pooled variance 1e-5. Case a never moves: it is within 1 % with certainty
+    rows, dist = repro.pass_odds([run([1.0] * 4 + [math.exp(0.01)]), run([1.0] * 5)])
+    (_, sd_a, p_a, _), (_, sd_b, p_b, each_b) = rows
+    assert (sd_a, p_a) == (0.0, 1.0)
+    assert sd_b == pytest.approx(math.sqrt(1e-5) * 100)
+    assert each_b == pytest.approx([math.sqrt(2e-5) * 100, 0.0])
+    assert p_b == pytest.approx(repro.range_within(math.log1p(0.01) / math.sqrt(1e-5), 5))
+    assert 0.82 < p_b < 0.84  # range <= 3.15 sd of 5 values
+    # a always passes, b with p_b: one or two cases, never none
+    assert dist == pytest.approx([0.0, 1 - p_b, p_b])
+
+
+def test_the_odds_table_shows_each_runs_count_and_the_chance_of_the_target(
+        repro: Any, tmp_path: Any) -> None:
+    import json
+
+    case = [{"headline_us": v} for v in (10.0, 10.0, 10.0, 10.0, 10.2)]  # 2 % spread
+    steady = [{"headline_us": 10.0}] * 5
+    paths = []
+    for i, cases in enumerate([{"a": steady, "b": case}, {"a": steady, "b": steady}]):
+        paths.append(tmp_path / f"run{i}.json")
+        paths[-1].write_text(json.dumps({"processes": 5, "placements": 16, "cases": cases}))
+    md = repro.odds_table(paths)
+    lines = md.splitlines()
+    assert "| run0.json | 5 | 16 | 1/2 |" in lines
+    assert "| run1.json | 5 | 16 | 2/2 |" in lines
+    assert "| a | 0.000 | 0.00, 0.00 | 1.000 | 2/2 |" in lines
+    assert any(line.startswith("| b |") and line.endswith("| 1/2 |") for line in lines)
+    # the target is 95 % of 2 cases, that is both: a passes always, so P = P(b passes)
+    assert "P(at least 2 of 2)" in lines[-1]
