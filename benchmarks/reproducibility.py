@@ -155,67 +155,86 @@ def range_within(w: float, n: int) -> float:
     return float(min(1.0, np.sum((f[1:] + f[:-1]) / 2 * np.diff(x))))
 
 
-def pass_odds(runs: list[dict[str, list[dict[str, Any]]]], limit_pct: float = 1.0
-              ) -> tuple[list[tuple[str, float, float, list[float]]], list[float]]:
-    """How often a run of P processes finds each case within ``limit_pct``, if each process's
-    median is the case's own value times a log-normal process shift: the shift's sd per case
-    is pooled over ``runs`` (``--only heuristic`` JSONs' ``cases``; the mean of each run's
-    variance of the log medians) and P(pass) = P(range of P shifts ≤ ln(1 + limit)), which is
-    ``spread`` ≤ limit to first order. Returns per case (name, pooled sd in %, P(pass), each
-    run's sd in %) and the distribution of the number of cases within the limit (index k:
-    P(k cases), cases taken as independent)."""
+def pass_odds(runs: list[dict[str, list[dict[str, Any]]]], limit_pct: float = 1.0,
+              processes: int = 5
+              ) -> tuple[list[tuple[str, float, float, list[float], float]], list[float],
+                         list[float]]:
+    """How often a run of ``processes`` processes finds each case within ``limit_pct``, if each
+    process's median is the case's own value times a log-normal process shift. P(pass) is
+    P(range of the shifts ≤ ln(1 + limit)), ``spread`` ≤ limit to first order (slightly
+    stricter). ``runs``: ``--only heuristic`` JSONs' ``cases``; a case counts from every run
+    that has it with two or more processes.
+
+    Two estimates, since the shift's sd moves between runs: from the sd pooled over the runs
+    (each run's variance of the log medians, weighted by its degrees of freedom), and the mean
+    over runs of P(pass) at each run's own sd. Returns per case (name, pooled sd in %, P(pass)
+    at it, each run's sd in %, mean of the runs' P(pass)) and, for each estimate, the
+    distribution of the number of cases within the limit (index k: P(k cases), cases taken as
+    independent)."""
     import math
 
     import numpy as np
 
-    names = list(runs[0])
+    names = list(dict.fromkeys(n for cases in runs for n in cases))
     w = math.log1p(limit_pct / 100)
-    rows: list[tuple[str, float, float, list[float]]] = []
-    dist = np.array([1.0])
+
+    def p_at(sd: float) -> float:
+        return 1.0 if sd == 0 else range_within(w / sd, processes)
+
+    rows: list[tuple[str, float, float, list[float], float]] = []
+    pooled, each_run = np.array([1.0]), np.array([1.0])
     for name in names:
-        variances, sizes = [], []
+        variances, dofs = [], []
         for cases in runs:
             meds = [r["headline_us"] for r in cases.get(name, [])]
             if len(meds) >= 2:
                 variances.append(statistics.variance([math.log(m) for m in meds]))
-                sizes.append(len(meds))
+                dofs.append(len(meds) - 1)
         if not variances:
             continue
-        sd = math.sqrt(statistics.mean(variances))
-        p = 1.0 if sd == 0 else range_within(w / sd, round(statistics.mean(sizes)))
-        rows.append((name, sd * 100, p, [math.sqrt(v) * 100 for v in variances]))
-        dist = np.convolve(dist, [1 - p, p])
-    return rows, [float(x) for x in dist]
+        sd = math.sqrt(sum(v * d for v, d in zip(variances, dofs)) / sum(dofs))
+        p = p_at(sd)
+        p_each = statistics.mean(p_at(math.sqrt(v)) for v in variances)
+        rows.append((name, sd * 100, p, [math.sqrt(v) * 100 for v in variances], p_each))
+        pooled = np.convolve(pooled, [1 - p, p])
+        each_run = np.convolve(each_run, [1 - p_each, p_each])
+    return rows, [float(x) for x in pooled], [float(x) for x in each_run]
 
 
 def odds_table(paths: list[Path], limit_pct: float = 1.0, target: float = 0.95) -> str:
     """``--odds-of``: each run's count within ``limit_pct``, then ``pass_odds`` over all of
-    them, as markdown."""
+    them (for the runs' most common number of processes), as markdown."""
     import math
 
-    runs, lines = [], ["| run | processes | placements | within "
-                       f"{limit_pct:g} % |", "|---|---|---|---|"]
+    runs, sizes = [], []
+    lines = ["| run | processes | placements | within "
+             f"{limit_pct:g} % |", "|---|---|---|---|"]
     for path in paths:
         data = json.loads(path.read_text())
         cases = data["cases"]
         runs.append(cases)
+        sizes.append(int(data["processes"]))
         n_in = sum(spread([r["headline_us"] for r in rows]) <= limit_pct
                    for rows in cases.values() if len(rows) >= 2)
         lines.append(f"| {path.name} | {data['processes']} | {data.get('placements', 1)} | "
                      f"{n_in}/{len(cases)} |")
-    rows, dist = pass_odds(runs, limit_pct)
+    processes = statistics.mode(sizes)
+    rows, dist, dist_each = pass_odds(runs, limit_pct, processes)
     need = math.ceil(target * len(rows))
     lines += ["", "| case | process sd, pooled (%) | each run's sd (%) | P(within "
-              f"{limit_pct:g} %) | runs within {limit_pct:g} % |", "|---|---|---|---|---|"]
-    for name, sd, p, each in rows:
+              f"{limit_pct:g} %), pooled sd | P, mean over runs' sds | runs within "
+              f"{limit_pct:g} % |", "|---|---|---|---|---|---|"]
+    for name, sd, p, each, p_each in rows:
         seen = [spread([r["headline_us"] for r in cases[name]]) <= limit_pct
                 for cases in runs if len(cases.get(name, [])) >= 2]
         lines.append(f"| {name} | {sd:.3f} | {', '.join(f'{x:.2f}' for x in each)} | "
-                     f"{p:.3f} | {sum(seen)}/{len(seen)} |")
-    expected = sum(k * q for k, q in enumerate(dist))
-    lines += ["", f"Expected cases within {limit_pct:g} %: {expected:.1f} of {len(rows)}; "
-              f"P(at least {need} of {len(rows)}) = {sum(dist[need:]):.3f}; "
-              f"P(all {len(rows)}) = {dist[-1]:.4f}."]
+                     f"{p:.3f} | {p_each:.3f} | {sum(seen)}/{len(seen)} |")
+    lines.append("")
+    for label, d in (("pooled sd", dist), ("each run's sd", dist_each)):
+        expected = sum(k * q for k, q in enumerate(d))
+        lines.append(f"{label}, {processes} processes: expected cases within {limit_pct:g} %: "
+                     f"{expected:.1f} of {len(rows)}; P(at least {need} of {len(rows)}) = "
+                     f"{sum(d[need:]):.3f}; P(all {len(rows)}) = {d[-1]:.4f}.")
     return "\n".join(lines) + "\n"
 
 

@@ -183,20 +183,39 @@ def test_pass_odds_pools_each_runs_process_scatter_and_counts_the_cases(repro: A
 
     # case b: log medians 0, 0, 0, 0, 0.01 (variance 2e-5) in one run, all equal in the other;
     # pooled variance 1e-5. Case a never moves: it is within 1 % with certainty
-    rows, dist = repro.pass_odds([run([1.0] * 4 + [math.exp(0.01)]), run([1.0] * 5)])
-    (_, sd_a, p_a, _), (_, sd_b, p_b, each_b) = rows
-    assert (sd_a, p_a) == (0.0, 1.0)
+    rows, dist, dist_each = repro.pass_odds([run([1.0] * 4 + [math.exp(0.01)]), run([1.0] * 5)])
+    (_, sd_a, p_a, _, pe_a), (_, sd_b, p_b, each_b, pe_b) = rows
+    assert (sd_a, p_a, pe_a) == (0.0, 1.0, 1.0)
     assert sd_b == pytest.approx(math.sqrt(1e-5) * 100)
     assert each_b == pytest.approx([math.sqrt(2e-5) * 100, 0.0])
-    assert p_b == pytest.approx(repro.range_within(math.log1p(0.01) / math.sqrt(1e-5), 5))
+    w = math.log1p(0.01)
+    assert p_b == pytest.approx(repro.range_within(w / math.sqrt(1e-5), 5))
     assert 0.82 < p_b < 0.84  # range <= 3.15 sd of 5 values
-    # a always passes, b with p_b: one or two cases, never none
+    # per run: the steady run passes for sure, the other at its own sd (2.22 sd: 0.49)
+    assert pe_b == pytest.approx((1.0 + repro.range_within(w / math.sqrt(2e-5), 5)) / 2)
+    assert 0.73 < pe_b < 0.76
+    # a always passes, b with its P: one or two cases, never none
     assert dist == pytest.approx([0.0, 1 - p_b, p_b])
+    assert dist_each == pytest.approx([0.0, 1 - pe_b, pe_b])
+
+
+def test_pass_odds_takes_a_case_from_every_run_that_has_it(repro: Any) -> None:
+    import math
+
+    steady = [{"headline_us": 10.0}] * 5
+    moved = [{"headline_us": v} for v in [1.0] * 4 + [math.exp(0.01)]]
+    # b only in the second run, c with one process only: b counts from that run, c not at all
+    rows, dist, _ = repro.pass_odds([{"a": steady, "c": steady[:1]},
+                                     {"a": steady, "b": moved}])
+    assert [r[0] for r in rows] == ["a", "b"]
+    assert rows[1][1] == pytest.approx(math.sqrt(2e-5) * 100)
+    assert len(dist) == 3
 
 
 def test_the_odds_table_shows_each_runs_count_and_the_chance_of_the_target(
         repro: Any, tmp_path: Any) -> None:
     import json
+    import math
 
     case = [{"headline_us": v} for v in (10.0, 10.0, 10.0, 10.0, 10.2)]  # 2 % spread
     steady = [{"headline_us": 10.0}] * 5
@@ -208,7 +227,11 @@ def test_the_odds_table_shows_each_runs_count_and_the_chance_of_the_target(
     lines = md.splitlines()
     assert "| run0.json | 5 | 16 | 1/2 |" in lines
     assert "| run1.json | 5 | 16 | 2/2 |" in lines
-    assert "| a | 0.000 | 0.00, 0.00 | 1.000 | 2/2 |" in lines
+    assert "| a | 0.000 | 0.00, 0.00 | 1.000 | 1.000 | 2/2 |" in lines
     assert any(line.startswith("| b |") and line.endswith("| 1/2 |") for line in lines)
     # the target is 95 % of 2 cases, that is both: a passes always, so P = P(b passes)
-    assert "P(at least 2 of 2)" in lines[-1]
+    logs = [math.log(r["headline_us"]) for r in case]
+    var = sum((x - sum(logs) / 5) ** 2 for x in logs) / 4 / 2  # pooled with the steady run
+    p_b = repro.range_within(math.log1p(0.01) / math.sqrt(var), 5)
+    assert f"P(at least 2 of 2) = {p_b:.3f}" in lines[-2]
+    assert lines[-2].startswith("pooled sd, 5 processes:")
