@@ -201,6 +201,26 @@ def pass_odds(runs: list[dict[str, list[dict[str, Any]]]], limit_pct: float = 1.
     return rows, [float(x) for x in pooled], [float(x) for x in each_run]
 
 
+def load_heuristic_json(path: Path) -> dict[str, Any]:
+    """An ``--only heuristic`` JSON (``--coverage-of``, ``--odds-of``), or SystemExit with one
+    line naming the file and what is wrong with it."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"{path}: cannot read it as JSON: {e}") from None
+    for key in ("cases", "processes"):
+        if not isinstance(data, dict) or key not in data:
+            raise SystemExit(f"{path}: key '{key}' missing: not an --only heuristic JSON of "
+                             "benchmarks/reproducibility.py")
+    for name, rows in data["cases"].items():
+        if not isinstance(rows, list) or any(
+                not isinstance(r, dict) or not isinstance(r.get("headline_us"), (int, float))
+                or r["headline_us"] <= 0 for r in rows):
+            raise SystemExit(f"{path}: cases.{name}: every process needs a positive "
+                             "'headline_us'")
+    return data
+
+
 def odds_table(paths: list[Path], limit_pct: float = 1.0, target: float = 0.95) -> str:
     """``--odds-of``: each run's count within ``limit_pct``, then ``pass_odds`` over all of
     them (for the runs' most common number of processes), as markdown."""
@@ -210,7 +230,7 @@ def odds_table(paths: list[Path], limit_pct: float = 1.0, target: float = 0.95) 
     lines = ["| run | processes | placements | within "
              f"{limit_pct:g} % |", "|---|---|---|---|"]
     for path in paths:
-        data = json.loads(path.read_text())
+        data = load_heuristic_json(path)
         cases = data["cases"]
         runs.append(cases)
         sizes.append(int(data["processes"]))
@@ -396,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["CONVBENCH_TORCH_FRESH_ALLOCATOR"] = "1"  # the convbench runs inherit it
     if args.coverage_of:
         for path in args.coverage_of:
-            data = json.loads(path.read_text())
+            data = load_heuristic_json(path)
             n_in, n_all, widths = leave_out_coverage(data["cases"], args.heuristic_repeats)
             print(f"{path}: {n_in}/{n_all} left-out process medians inside the interval of "
                   f"{args.heuristic_repeats} of {data['processes']} processes or within 1 % "

@@ -235,3 +235,21 @@ def test_the_odds_table_shows_each_runs_count_and_the_chance_of_the_target(
     p_b = repro.range_within(math.log1p(0.01) / math.sqrt(var), 5)
     assert f"P(at least 2 of 2) = {p_b:.3f}" in lines[-2]
     assert lines[-2].startswith("pooled sd, 5 processes:")
+
+
+def test_a_bad_file_given_to_odds_of_stops_with_one_line_naming_it(
+        repro: Any, tmp_path: Any) -> None:
+    import json
+
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"cases": {')
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"summary": {}}))
+    zero = tmp_path / "zero.json"
+    zero.write_text(json.dumps({"processes": 5, "cases": {"a": [{"headline_us": 0}]}}))
+    for path, said in ((broken, "cannot read it as JSON"), (other, "key 'cases' missing"),
+                       (zero, "cases.a: every process needs a positive 'headline_us'")):
+        with pytest.raises(SystemExit) as e:
+            repro.main(["--odds-of", str(path)])
+        assert str(e.value).startswith(f"{path}: ") and said in str(e.value)
+        assert "\n" not in str(e.value)
